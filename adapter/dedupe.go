@@ -1,0 +1,85 @@
+package adapter
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Accepted is what the first delivery of a message was acknowledged with.
+type Accepted struct {
+	ID string `json:"id"`
+	TS int64  `json:"ts"`
+}
+
+// Dedupe remembers accepted messages by key for a window, so that a retried
+// message is broadcast once.
+type Dedupe interface {
+	// Claim stores v under key for ttl unless a live entry exists. It returns
+	// the entry that holds (v or the earlier one) and whether it was earlier.
+	Claim(ctx context.Context, key string, v Accepted, ttl time.Duration) (Accepted, bool, error)
+}
+
+// MemoryDedupe is the single-node Dedupe. Entries expire in insertion order
+// (the window is the same for every entry), so eviction is O(1) amortised
+// and needs no background goroutine.
+type MemoryDedupe struct {
+	mu      sync.Mutex
+	entries map[string]dedupeEntry
+	order   []dedupeKey // insertion order; order[head:] is live
+	head    int
+	now     func() time.Time
+}
+
+type dedupeEntry struct {
+	v       Accepted
+	expires time.Time
+}
+
+type dedupeKey struct {
+	key     string
+	expires time.Time
+}
+
+// NewMemoryDedupe returns an empty single-node de-duplication store.
+func NewMemoryDedupe() *MemoryDedupe {
+	return &MemoryDedupe{entries: map[string]dedupeEntry{}, now: time.Now}
+}
+
+// Claim implements Dedupe.
+func (d *MemoryDedupe) Claim(_ context.Context, key string, v Accepted, ttl time.Duration) (Accepted, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	d.evict(now)
+	if e, ok := d.entries[key]; ok && now.Before(e.expires) {
+		return e.v, true, nil
+	}
+	exp := now.Add(ttl)
+	d.entries[key] = dedupeEntry{v: v, expires: exp}
+	d.order = append(d.order, dedupeKey{key: key, expires: exp})
+	return v, false, nil
+}
+
+func (d *MemoryDedupe) evict(now time.Time) {
+	for ; d.head < len(d.order) && !now.Before(d.order[d.head].expires); d.head++ {
+		k := d.order[d.head]
+		if e, ok := d.entries[k.key]; ok && e.expires.Equal(k.expires) {
+			delete(d.entries, k.key)
+		}
+		d.order[d.head] = dedupeKey{}
+	}
+	// Compact once the dead prefix dominates: amortised O(1) per entry.
+	if d.head > 64 && d.head*2 > len(d.order) {
+		d.order = append(make([]dedupeKey, 0, len(d.order)-d.head), d.order[d.head:]...)
+		d.head = 0
+	}
+}
+
+// Len is the number of live entries (for tests and metrics).
+func (d *MemoryDedupe) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.evict(d.now())
+	return len(d.entries)
+}

@@ -1,0 +1,157 @@
+package sio
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+)
+
+// bytesBuffer is what the engine hands us for a binary attachment.
+type bytesBuffer interface{ Bytes() []byte }
+
+// normalize turns the engine's decoded arguments into plain Go values:
+// binary attachments become []byte (copied: the engine may reuse buffers).
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normalize(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = normalize(e)
+		}
+		return x
+	case bytesBuffer:
+		return bytes.Clone(x.Bytes())
+	default:
+		return v
+	}
+}
+
+// decodeArg converts one event argument into T. A missing or null argument is
+// a bad request unless T can hold nil. []byte fields in T receive binary
+// attachments (the JSON round trip carries them as base64).
+func decodeArg[T any](args []any) (T, error) {
+	var out T
+	var arg any
+	if len(args) > 0 {
+		arg = normalize(args[0])
+	}
+	if arg == nil {
+		switch k := reflect.TypeFor[T]().Kind(); k {
+		case reflect.Interface, reflect.Pointer, reflect.Map, reflect.Slice:
+			return out, nil
+		default:
+			return out, Errorf(CodeBadRequest, "payload required")
+		}
+	}
+	// Fast paths for the common shapes: no JSON round trip.
+	switch p := any(&out).(type) {
+	case *any:
+		*p = arg
+		return out, nil
+	case *string:
+		s, ok := arg.(string)
+		if !ok {
+			return out, Errorf(CodeBadRequest, "payload must be a string")
+		}
+		*p = s
+		return out, nil
+	case *map[string]any:
+		m, ok := arg.(map[string]any)
+		if !ok {
+			return out, Errorf(CodeBadRequest, "payload must be an object")
+		}
+		*p = m
+		return out, nil
+	}
+	raw, err := json.Marshal(arg)
+	if err != nil {
+		return out, Errorf(CodeBadRequest, "payload cannot be decoded")
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return out, Errorf(CodeBadRequest, "payload has the wrong shape: %s", shapeError(err))
+	}
+	return out, nil
+}
+
+// shapeError keeps the client-facing message short and free of Go type names.
+func shapeError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	}
+	return "unexpected type"
+}
+
+// toWire prepares a value for the engine's encoder: binary ([]byte) and
+// generic containers pass through so attachments survive; anything else is
+// encoded to JSON once here, so the encoder never fails on it (it would send
+// an empty packet) and a broadcast is not re-encoded per recipient.
+func toWire(v any) (any, error) {
+	switch v.(type) {
+	case nil, string, bool, float64, int, int64, []byte, json.RawMessage, map[string]any, []any:
+		return v, nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	return json.RawMessage(raw), nil
+}
+
+var okEnvelope = json.RawMessage(`{"ok":true}`)
+
+// ackSuccess wraps a handler result as {ok:true, ...fields of r}. An object
+// result is merged; any other non-nil value is carried as {ok:true, data:r}.
+func ackSuccess(r any) (any, error) {
+	switch x := r.(type) {
+	case nil:
+		return okEnvelope, nil
+	case map[string]any:
+		m := make(map[string]any, len(x)+1)
+		for k, v := range x {
+			m[k] = v
+		}
+		m["ok"] = true
+		return m, nil
+	}
+	if rv := reflect.ValueOf(r); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return okEnvelope, nil
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode ack: %w", err)
+	}
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) >= 2 && raw[0] == '{' && string(raw) == "{}":
+		return okEnvelope, nil
+	case len(raw) >= 2 && raw[0] == '{':
+		out := make([]byte, 0, len(raw)+10)
+		out = append(out, `{"ok":true,`...)
+		out = append(out, raw[1:]...)
+		return json.RawMessage(out), nil
+	case string(raw) == "null":
+		return okEnvelope, nil
+	default:
+		out := make([]byte, 0, len(raw)+20)
+		out = append(out, `{"ok":true,"data":`...)
+		out = append(out, raw...)
+		out = append(out, '}')
+		return json.RawMessage(out), nil
+	}
+}
+
+// ackFailure is the {ok:false, error:{code,message}} envelope.
+func ackFailure(e *Error) any {
+	raw, _ := json.Marshal(struct {
+		OK    bool   `json:"ok"`
+		Error *Error `json:"error"`
+	}{false, e})
+	return json.RawMessage(raw)
+}

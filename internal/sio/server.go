@@ -1,0 +1,232 @@
+// Package sio is the seam between Switchboard and the Socket.IO engine.
+//
+// It is the only package that imports the engine. Everything above it
+// (namespaces, middleware, server) sees the types declared here: a typed
+// handler API (Handle), connections (Conn), broadcasts and connect
+// middleware. The guarantees the engine does not give reliably live here,
+// once: panic recovery per handler, per-connection ordered processing,
+// payload decoding with bad_request, per-event metrics and logs.
+package sio
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/zishang520/socket.io/servers/engine/v3"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+)
+
+// Options configures the engine. The zero value of each field means its default.
+type Options struct {
+	Path           string        // URL path of the endpoint; default "/socket.io/"
+	PingInterval   time.Duration // default 25s
+	PingTimeout    time.Duration // default 20s
+	ConnectTimeout time.Duration // time a client has to join a namespace; default 45s
+	MaxPayload     int64         // bytes per message (and per polling body); default 1e6
+	RecoveryWindow time.Duration // connection state recovery; default 2m, negative disables
+	HandlerTimeout time.Duration // deadline of the ctx given to handlers; default 10s
+	CORSOrigins    []string      // allowed browser origins; empty sends no CORS headers
+	Cookie         *http.Cookie  // sent on the handshake, for sticky load balancers; nil sends none
+	// AllowRequest may refuse a new Engine.IO session (for example while draining).
+	AllowRequest func(*http.Request) error
+	Logger       zerolog.Logger
+	Observer     Observer // metrics hook; nil observes nothing
+}
+
+func (o *Options) defaults() {
+	if o.Path == "" {
+		o.Path = "/socket.io/"
+	}
+	if !strings.HasSuffix(o.Path, "/") {
+		o.Path += "/"
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 20 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 45 * time.Second
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 1_000_000
+	}
+	if o.RecoveryWindow == 0 {
+		o.RecoveryWindow = 2 * time.Minute
+	}
+	if o.HandlerTimeout <= 0 {
+		o.HandlerTimeout = 10 * time.Second
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+}
+
+// Observer receives what the seam measures. Implementations must be cheap
+// and safe for concurrent use: they run on the hot path.
+type Observer interface {
+	// Handshake reports a namespace connection attempt: code is "ok" or the refusal code.
+	Handshake(nsp, code string)
+	// Event reports a handled client event: code is "ok" or the error code sent back.
+	Event(nsp, event string, took time.Duration, code string)
+	// Emitted reports an event sent by the server (a broadcast counts once).
+	Emitted(nsp, event string)
+	// Panic reports a recovered handler panic.
+	Panic(nsp, event string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Handshake(string, string)                     {}
+func (nopObserver) Event(string, string, time.Duration, string) {}
+func (nopObserver) Emitted(string, string)                       {}
+func (nopObserver) Panic(string, string)                         {}
+
+// Server owns the engine and the namespaces registered on it.
+// Register namespaces, middleware and handlers before serving traffic.
+type Server struct {
+	io   *socket.Server
+	http http.Handler
+	opts Options
+	log  zerolog.Logger
+	obs  Observer
+
+	mu   sync.Mutex
+	nsps map[string]*Namespace
+
+	connectMW    []ConnectFunc
+	interceptors []Interceptor
+	pending      sync.Map // *socket.Socket -> *pending, between middleware and connection
+}
+
+// NewServer builds the engine with opts. Namespace "/" always exists.
+func NewServer(opts Options) *Server {
+	opts.defaults()
+	so := socket.DefaultServerOptions()
+	so.SetPath(strings.TrimSuffix(opts.Path, "/"))
+	so.SetServeClient(false)
+	so.SetPingInterval(opts.PingInterval)
+	so.SetPingTimeout(opts.PingTimeout)
+	so.SetConnectTimeout(opts.ConnectTimeout)
+	so.SetMaxHttpBufferSize(opts.MaxPayload)
+	if opts.RecoveryWindow > 0 {
+		csr := &socket.ConnectionStateRecovery{}
+		csr.SetMaxDisconnectionDuration(opts.RecoveryWindow.Milliseconds())
+		// Recovered sessions still present their token: auth and limits run again.
+		csr.SetSkipMiddlewares(false)
+		so.SetConnectionStateRecovery(csr)
+	}
+	if len(opts.CORSOrigins) > 0 {
+		cors := &types.Cors{Origin: opts.CORSOrigins, Credentials: true}
+		if len(opts.CORSOrigins) == 1 && opts.CORSOrigins[0] == "*" {
+			// The engine reflects any origin with credentials for "*": never allow that.
+			cors = &types.Cors{Origin: "*", Credentials: false}
+		}
+		so.SetCors(cors)
+	}
+	if opts.Cookie != nil {
+		so.SetCookie(opts.Cookie)
+	}
+	if allow := opts.AllowRequest; allow != nil {
+		so.SetAllowRequest(func(ctx *types.HttpContext) error { return allow(ctx.Request()) })
+	}
+	s := &Server{
+		io:   socket.NewServer(nil, so),
+		opts: opts,
+		log:  opts.Logger,
+		obs:  opts.Observer,
+		nsps: map[string]*Namespace{},
+	}
+	s.http = s.io.ServeHandler(nil)
+	s.Of("/")
+	return s
+}
+
+// Path is the URL path the Handler serves (with a trailing slash).
+func (s *Server) Path() string { return s.opts.Path }
+
+// Handler serves the Engine.IO endpoint; mount it at Path.
+func (s *Server) Handler() http.Handler { return s.http }
+
+// Use adds a connect middleware run for every namespace, before the
+// namespace's own ones, in the order added.
+func (s *Server) Use(fn ConnectFunc) { s.connectMW = append(s.connectMW, fn) }
+
+// Intercept adds an interceptor run before every event handler of every
+// namespace (rate limiting, for one). Returning an error refuses the event.
+func (s *Server) Intercept(fn Interceptor) { s.interceptors = append(s.interceptors, fn) }
+
+// ClientsCount is the number of open Engine.IO connections on this node.
+func (s *Server) ClientsCount() int { return int(s.io.Engine().ClientsCount()) }
+
+// TransportCounts counts open connections by transport name.
+func (s *Server) TransportCounts() map[string]int {
+	out := map[string]int{}
+	s.io.Engine().Clients().Range(func(_ string, c engine.Socket) bool {
+		if t := c.Transport(); t != nil {
+			out[t.Name()]++
+		}
+		return true
+	})
+	return out
+}
+
+// Drain closes every open connection, spread evenly over spread so that
+// clients do not all reconnect at once. The transport is closed without a
+// DISCONNECT packet: clients reconnect (elsewhere) and recover their session.
+func (s *Server) Drain(ctx context.Context, spread time.Duration) error {
+	var clients []engine.Socket
+	s.io.Engine().Clients().Range(func(_ string, c engine.Socket) bool {
+		clients = append(clients, c)
+		return true
+	})
+	if len(clients) == 0 {
+		return nil
+	}
+	step := spread / time.Duration(len(clients))
+	for i, c := range clients {
+		if i > 0 && step > 0 {
+			t := time.NewTimer(step)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		c.Close(false)
+	}
+	return nil
+}
+
+// Close disconnects everyone ("server shutting down") and stops the engine.
+func (s *Server) Close() {
+	done := make(chan struct{})
+	s.io.Close(func(error) { close(done) })
+	<-done
+}
+
+var errNamespaceName = errors.New("sio: namespace name must start with /")
+
+// Of returns the namespace called name, creating it on first use. Clients
+// may only connect to namespaces created here; others get "Invalid namespace".
+func (s *Server) Of(name string) *Namespace {
+	if !strings.HasPrefix(name, "/") {
+		panic(errNamespaceName)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, ok := s.nsps[name]; ok {
+		return n
+	}
+	n := newNamespace(s, name)
+	s.nsps[name] = n
+	return n
+}

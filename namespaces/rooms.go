@@ -1,0 +1,315 @@
+// Package namespaces holds Switchboard's namespaces, one file each, with
+// their event handlers. They see only the seam's types (internal/sio).
+package namespaces
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard/adapter"
+	"github.com/switchboard/switchboard/internal/sio"
+	"github.com/switchboard/switchboard/middleware"
+)
+
+// Error codes of namespace "/" (see docs/CONTRACT.md).
+const (
+	CodeInvalidRoom     = "invalid_room"
+	CodeForbiddenRoom   = "forbidden_room"
+	CodeNotInRoom       = "not_in_room"
+	CodePayloadTooLarge = "payload_too_large"
+	CodeTooManyRooms    = "too_many_rooms"
+)
+
+// RoomsConfig configures namespace "/". Zero values mean the defaults.
+type RoomsConfig struct {
+	MessageMaxBytes int           // max bytes of a message text; default 4096
+	DedupeWindow    time.Duration // how long a clientId is remembered; default 5m
+	MaxRoomsPerConn int           // rooms one connection may join; default 50
+	NodeID          string        // makes message ids unique across the cluster
+	Presence        adapter.Presence
+	Dedupe          adapter.Dedupe
+}
+
+// Rooms serves namespace "/": rooms, messages and presence.
+type Rooms struct {
+	cfg   RoomsConfig
+	ns    *sio.Namespace
+	seq   atomic.Uint64
+	locks [64]sync.Mutex // per-room (striped) order of accepted messages
+}
+
+// RegisterRooms installs namespace "/" on srv.
+func RegisterRooms(srv *sio.Server, cfg RoomsConfig) *Rooms {
+	if cfg.MessageMaxBytes <= 0 {
+		cfg.MessageMaxBytes = 4096
+	}
+	if cfg.DedupeWindow <= 0 {
+		cfg.DedupeWindow = 5 * time.Minute
+	}
+	if cfg.MaxRoomsPerConn <= 0 {
+		cfg.MaxRoomsPerConn = 50
+	}
+	if cfg.Presence == nil {
+		cfg.Presence = adapter.NewMemoryPresence()
+	}
+	if cfg.Dedupe == nil {
+		cfg.Dedupe = adapter.NewMemoryDedupe()
+	}
+	r := &Rooms{cfg: cfg, ns: srv.Of("/")}
+	r.ns.OnConnect(r.connected)
+	r.ns.OnDisconnect(r.disconnected)
+	sio.Handle(r.ns, "join-room", r.join)
+	sio.Handle(r.ns, "leave-room", r.leave)
+	sio.Handle(r.ns, "message", r.message)
+	sio.Handle(r.ns, "presence", r.presence)
+	return r
+}
+
+// UserRoom is the room every connection of a user is in.
+func UserRoom(userID string) string { return "user:" + userID }
+
+// MemberRef is a member as user-joined, user-left and join-room show it.
+type MemberRef struct {
+	RoomID string `json:"roomId,omitempty"`
+	UserID string `json:"userId"`
+	Name   string `json:"name"`
+}
+
+type joinAck struct {
+	Room    string      `json:"room"`
+	Members []MemberRef `json:"members"`
+}
+
+type leaveAck struct {
+	Room string `json:"room"`
+}
+
+type presenceAck struct {
+	Room    string           `json:"room"`
+	Members []adapter.Member `json:"members"`
+}
+
+// MessageIn is the payload of a client's message event.
+type MessageIn struct {
+	RoomID   *string `json:"roomId"`
+	Text     *string `json:"text"`
+	ClientID *string `json:"clientId"`
+}
+
+// Message is what room members receive.
+type Message struct {
+	ID       string `json:"id"`
+	RoomID   string `json:"roomId"`
+	UserID   string `json:"userId"`
+	Name     string `json:"name"`
+	Text     string `json:"text"`
+	TS       int64  `json:"ts"`
+	ClientID string `json:"clientId,omitempty"`
+}
+
+type messageAck struct {
+	ID        string `json:"id"`
+	TS        int64  `json:"ts"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// joined is the per-connection set of rooms joined through join-room.
+type joined map[string]struct{}
+
+type joinedKey struct{}
+
+func rooms(c *sio.Conn) joined {
+	j, _ := c.Value(joinedKey{}).(joined)
+	if j == nil {
+		j = joined{}
+		c.SetValue(joinedKey{}, j)
+	}
+	return j
+}
+
+func (r *Rooms) connected(ctx context.Context, c *sio.Conn) {
+	u := c.User()
+	c.Join(UserRoom(u.ID))
+	if !c.Recovered() {
+		return
+	}
+	// A recovered session got its rooms back from the engine: restore presence.
+	j := rooms(c)
+	for _, room := range c.Rooms() {
+		if room == UserRoom(u.ID) || !middleware.ValidRoomID(room) {
+			continue
+		}
+		j[room] = struct{}{}
+		r.addPresence(ctx, c, room)
+	}
+}
+
+func (r *Rooms) disconnected(ctx context.Context, c *sio.Conn, _ string) {
+	for room := range rooms(c) {
+		r.dropPresence(ctx, c, room)
+	}
+}
+
+func (r *Rooms) checkRoom(c *sio.Conn, room string) error {
+	if !middleware.ValidRoomID(room) {
+		return sio.Errorf(CodeInvalidRoom, "room ids are 1-128 characters of A-Z a-z 0-9 _ . : -")
+	}
+	if middleware.ReservedRoom(room) {
+		return sio.Errorf(CodeForbiddenRoom, "rooms named user:* are reserved")
+	}
+	if !middleware.RoomAllowed(c.User().Rooms, room) {
+		return sio.Errorf(CodeForbiddenRoom, "your token does not allow room %q", room)
+	}
+	return nil
+}
+
+func (r *Rooms) join(ctx context.Context, c *sio.Conn, room string) (joinAck, error) {
+	if err := r.checkRoom(c, room); err != nil {
+		return joinAck{}, err
+	}
+	j := rooms(c)
+	if _, ok := j[room]; !ok {
+		if len(j) >= r.cfg.MaxRoomsPerConn {
+			return joinAck{}, sio.Errorf(CodeTooManyRooms, "a connection may join at most %d rooms", r.cfg.MaxRoomsPerConn)
+		}
+		j[room] = struct{}{}
+		c.Join(room)
+		if err := r.addPresence(ctx, c, room); err != nil {
+			return joinAck{}, err
+		}
+	}
+	members, err := r.cfg.Presence.Members(ctx, room)
+	if err != nil {
+		return joinAck{}, err
+	}
+	refs := make([]MemberRef, len(members))
+	for i, m := range members {
+		refs[i] = MemberRef{UserID: m.UserID, Name: m.Name}
+	}
+	return joinAck{Room: room, Members: refs}, nil
+}
+
+func (r *Rooms) leave(ctx context.Context, c *sio.Conn, room string) (leaveAck, error) {
+	if !middleware.ValidRoomID(room) {
+		return leaveAck{}, sio.Errorf(CodeInvalidRoom, "room ids are 1-128 characters of A-Z a-z 0-9 _ . : -")
+	}
+	j := rooms(c)
+	if _, ok := j[room]; !ok {
+		return leaveAck{}, sio.Errorf(CodeNotInRoom, "not in room %q", room)
+	}
+	delete(j, room)
+	c.Leave(room)
+	if err := r.dropPresence(ctx, c, room); err != nil {
+		return leaveAck{}, err
+	}
+	return leaveAck{Room: room}, nil
+}
+
+func (r *Rooms) presence(ctx context.Context, c *sio.Conn, room string) (presenceAck, error) {
+	if err := r.checkRoom(c, room); err != nil {
+		return presenceAck{}, err
+	}
+	members, err := r.cfg.Presence.Members(ctx, room)
+	if err != nil {
+		return presenceAck{}, err
+	}
+	return presenceAck{Room: room, Members: members}, nil
+}
+
+func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (messageAck, error) {
+	if in.RoomID == nil || in.Text == nil {
+		return messageAck{}, sio.Errorf(sio.CodeBadRequest, "message needs roomId and text strings")
+	}
+	room, text := *in.RoomID, *in.Text
+	if !middleware.ValidRoomID(room) {
+		return messageAck{}, sio.Errorf(CodeInvalidRoom, "room ids are 1-128 characters of A-Z a-z 0-9 _ . : -")
+	}
+	if text == "" {
+		return messageAck{}, sio.Errorf(sio.CodeBadRequest, "text must not be empty")
+	}
+	if len(text) > r.cfg.MessageMaxBytes {
+		return messageAck{}, sio.Errorf(CodePayloadTooLarge, "text is over %d bytes", r.cfg.MessageMaxBytes)
+	}
+	var clientID string
+	if in.ClientID != nil {
+		clientID = *in.ClientID
+		if clientID == "" || utf8.RuneCountInString(clientID) > 64 {
+			return messageAck{}, sio.Errorf(sio.CodeBadRequest, "clientId must be 1-64 characters")
+		}
+	}
+	if _, ok := rooms(c)[room]; !ok {
+		return messageAck{}, sio.Errorf(CodeNotInRoom, "join room %q before sending to it", room)
+	}
+	u := c.User()
+
+	// Accept and broadcast under the room's lock: members see messages in the
+	// order they were accepted (id/ts assigned).
+	mu := r.lock(room)
+	mu.Lock()
+	defer mu.Unlock()
+	acc := adapter.Accepted{ID: r.nextID(), TS: time.Now().UnixMilli()}
+	if clientID != "" {
+		got, dup, err := r.cfg.Dedupe.Claim(ctx, u.ID+"\x00"+clientID, acc, r.cfg.DedupeWindow)
+		if err != nil {
+			return messageAck{}, err
+		}
+		if dup {
+			return messageAck{ID: got.ID, TS: got.TS, Duplicate: true}, nil
+		}
+	}
+	msg := Message{ID: acc.ID, RoomID: room, UserID: u.ID, Name: u.Name, Text: text, TS: acc.TS, ClientID: clientID}
+	if err := r.ns.To(room).Emit("message", msg); err != nil {
+		return messageAck{}, err
+	}
+	return messageAck{ID: acc.ID, TS: acc.TS}, nil
+}
+
+func (r *Rooms) addPresence(ctx context.Context, c *sio.Conn, room string) error {
+	u := c.User()
+	first, err := r.cfg.Presence.Join(ctx, room, u.ID, u.Name, c.ID())
+	if err != nil {
+		return err
+	}
+	if first {
+		return r.ns.To(room).Except(c.ID()).Emit("user-joined", MemberRef{RoomID: room, UserID: u.ID, Name: u.Name})
+	}
+	return nil
+}
+
+func (r *Rooms) dropPresence(ctx context.Context, c *sio.Conn, room string) error {
+	u := c.User()
+	last, err := r.cfg.Presence.Leave(ctx, room, u.ID, c.ID())
+	if err != nil {
+		return err
+	}
+	if last {
+		return r.ns.To(room).Emit("user-left", MemberRef{RoomID: room, UserID: u.ID, Name: u.Name})
+	}
+	return nil
+}
+
+func (r *Rooms) lock(room string) *sync.Mutex {
+	h := uint32(2166136261) // FNV-1a, inline: no allocation per message
+	for i := 0; i < len(room); i++ {
+		h ^= uint32(room[i])
+		h *= 16777619
+	}
+	return &r.locks[h%uint32(len(r.locks))]
+}
+
+// nextID is unique across the cluster: node id plus a node-local sequence,
+// prefixed with the time so ids sort roughly by acceptance.
+func (r *Rooms) nextID() string {
+	n := r.seq.Add(1)
+	b := make([]byte, 0, 32)
+	b = strconv.AppendInt(b, time.Now().UnixMilli(), 36)
+	b = append(b, '-')
+	b = append(b, r.cfg.NodeID...)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, n, 36)
+	return string(b)
+}

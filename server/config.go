@@ -1,0 +1,186 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of Switchboard. The zero value of a field means
+// its default (Defaults fills them in); Load reads them from flags and
+// environment variables, flags winning.
+type Config struct {
+	Addr              string        // ADDR
+	Path              string        // SOCKETIO_PATH
+	JWTSecret         string        // JWT_SECRET
+	JWTPublicKeyFile  string        // JWT_PUBLIC_KEY_FILE
+	JWTIssuer         string        // JWT_ISSUER
+	JWTAudience       string        // JWT_AUDIENCE
+	JWTLeeway         time.Duration // JWT_LEEWAY
+	AuthRequireExp    bool          // AUTH_REQUIRE_EXP
+	AuthQueryToken    bool          // AUTH_QUERY_TOKEN
+	MaxPayload        int64         // MAX_PAYLOAD
+	MessageMaxBytes   int           // MESSAGE_MAX_BYTES
+	DedupeWindow      time.Duration // DEDUPE_WINDOW
+	RecoveryWindow    time.Duration // RECOVERY_WINDOW (negative: off)
+	RateLimit         float64       // RATE_LIMIT (negative: off)
+	RateBurst         int           // RATE_BURST
+	MaxConnections    int           // MAX_CONNECTIONS (negative: no limit)
+	MaxConnsPerUser   int           // MAX_CONNECTIONS_PER_USER (negative: no limit)
+	MaxRoomsPerSocket int           // MAX_ROOMS_PER_SOCKET
+	PingInterval      time.Duration // PING_INTERVAL
+	PingTimeout       time.Duration // PING_TIMEOUT
+	ConnectTimeout    time.Duration // CONNECT_TIMEOUT
+	CORSOrigins       []string      // CORS_ORIGINS
+	NodeID            string        // NODE_ID
+	DrainTimeout      time.Duration // DRAIN_TIMEOUT
+	LogLevel          string        // LOG_LEVEL
+	LogFormat         string        // LOG_FORMAT
+}
+
+// setting describes one configuration knob once: for flags, environment
+// variables, defaults and the documentation table.
+type setting struct {
+	env, def, help string
+	set            func(c *Config, v string) error
+}
+
+func settings() []setting {
+	dur := func(p func(*Config) *time.Duration) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			*p(c) = d
+			return err
+		}
+	}
+	num := func(p func(*Config) *int) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			*p(c) = n
+			return err
+		}
+	}
+	str := func(p func(*Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *p(c) = v; return nil }
+	}
+	boolean := func(p func(*Config) *bool) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			*p(c) = b
+			return err
+		}
+	}
+	return []setting{
+		{"ADDR", ":3000", "listen address", str(func(c *Config) *string { return &c.Addr })},
+		{"SOCKETIO_PATH", "/socket.io/", "URL path of the Socket.IO endpoint", str(func(c *Config) *string { return &c.Path })},
+		{"JWT_SECRET", "", "HMAC secret for HS256/384/512 tokens (unset with no public key: development mode)", str(func(c *Config) *string { return &c.JWTSecret })},
+		{"JWT_PUBLIC_KEY_FILE", "", "PEM public key for RS256/ES256/EdDSA tokens", str(func(c *Config) *string { return &c.JWTPublicKeyFile })},
+		{"JWT_ISSUER", "", "required iss claim (unchecked when empty)", str(func(c *Config) *string { return &c.JWTIssuer })},
+		{"JWT_AUDIENCE", "", "required aud claim (unchecked when empty)", str(func(c *Config) *string { return &c.JWTAudience })},
+		{"JWT_LEEWAY", "30s", "clock skew allowed for exp/nbf/iat", dur(func(c *Config) *time.Duration { return &c.JWTLeeway })},
+		{"AUTH_REQUIRE_EXP", "1", "refuse tokens without exp", boolean(func(c *Config) *bool { return &c.AuthRequireExp })},
+		{"AUTH_QUERY_TOKEN", "0", "also accept the token from the ?token= query", boolean(func(c *Config) *bool { return &c.AuthQueryToken })},
+		{"MAX_PAYLOAD", "1000000", "max bytes of one message or polling body; larger closes that client", func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			c.MaxPayload = n
+			return err
+		}},
+		{"MESSAGE_MAX_BYTES", "4096", "max bytes of a message text (payload_too_large beyond)", num(func(c *Config) *int { return &c.MessageMaxBytes })},
+		{"DEDUPE_WINDOW", "5m", "how long a message clientId is remembered", dur(func(c *Config) *time.Duration { return &c.DedupeWindow })},
+		{"RECOVERY_WINDOW", "2m", "connection state recovery window (0 disables)", dur(func(c *Config) *time.Duration { return &c.RecoveryWindow })},
+		{"RATE_LIMIT", "20", "events per second per socket (0 disables)", func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			c.RateLimit = f
+			return err
+		}},
+		{"RATE_BURST", "0", "burst of events per socket (0: 2 x RATE_LIMIT)", num(func(c *Config) *int { return &c.RateBurst })},
+		{"MAX_CONNECTIONS", "10000", "connections per node (0: no limit)", num(func(c *Config) *int { return &c.MaxConnections })},
+		{"MAX_CONNECTIONS_PER_USER", "20", "connections per user (0: no limit)", num(func(c *Config) *int { return &c.MaxConnsPerUser })},
+		{"MAX_ROOMS_PER_SOCKET", "50", "rooms one socket may join (too_many_rooms beyond)", num(func(c *Config) *int { return &c.MaxRoomsPerSocket })},
+		{"PING_INTERVAL", "25s", "Engine.IO heartbeat interval", dur(func(c *Config) *time.Duration { return &c.PingInterval })},
+		{"PING_TIMEOUT", "20s", "Engine.IO heartbeat timeout", dur(func(c *Config) *time.Duration { return &c.PingTimeout })},
+		{"CONNECT_TIMEOUT", "45s", "time a client has to join a namespace after the handshake", dur(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
+		{"CORS_ORIGINS", "", "comma-separated browser origins allowed cross-origin (empty: same origin only)", func(c *Config, v string) error {
+			c.CORSOrigins = splitList(v)
+			return nil
+		}},
+		{"NODE_ID", "", "this node's id in message ids and logs (empty: random)", str(func(c *Config) *string { return &c.NodeID })},
+		{"DRAIN_TIMEOUT", "10s", "on SIGTERM, clients are disconnected spread over this time", dur(func(c *Config) *time.Duration { return &c.DrainTimeout })},
+		{"LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+		{"LOG_FORMAT", "json", "json, or console for humans", str(func(c *Config) *string { return &c.LogFormat })},
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// FlagName is the flag of an environment variable: MAX_PAYLOAD -> max-payload.
+func FlagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
+
+// Defaults returns the configuration with every default applied.
+func Defaults() Config {
+	var c Config
+	for _, s := range settings() {
+		if err := s.set(&c, s.def); err != nil && s.def != "" {
+			panic(fmt.Sprintf("bad default for %s: %v", s.env, err))
+		}
+	}
+	return c
+}
+
+// Load reads the configuration: defaults, then environment variables (from
+// getenv), then flags in args (flags win). It returns flag.ErrHelp for -h.
+func Load(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	c := Defaults()
+	fs := flag.NewFlagSet("switchboard", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	var errs []error
+	for _, s := range settings() {
+		val := s.def
+		if v := getenv(s.env); v != "" {
+			val = v
+			if err := s.set(&c, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", s.env, v, err))
+			}
+		}
+		fs.Func(FlagName(s.env), fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, val), func(v string) error {
+			return s.set(&c, v)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %v", fs.Args()))
+	}
+	return c, errors.Join(errs...)
+}
+
+// LoadFromOS is Load with the process's flags and environment.
+func LoadFromOS(args []string) (Config, error) { return Load(args, os.Getenv, os.Stderr) }
+
+// DocTable renders the settings as a Markdown table (README's configuration table).
+func DocTable() string {
+	var b strings.Builder
+	b.WriteString("| variable | flag | default | meaning |\n| --- | --- | --- | --- |\n")
+	for _, s := range settings() {
+		def := s.def
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(&b, "| `%s` | `--%s` | `%s` | %s |\n", s.env, FlagName(s.env), def, s.help)
+	}
+	return b.String()
+}

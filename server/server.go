@@ -1,0 +1,304 @@
+// Package server is Switchboard's composition root: configuration, the HTTP
+// mux (Socket.IO, health, readiness, metrics, demo page), limits, metrics
+// and the lifecycle with graceful drain. It is also the library API for
+// programs that embed Switchboard (see Example in example_test.go).
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/switchboard/switchboard/adapter"
+	"github.com/switchboard/switchboard/internal/sio"
+	"github.com/switchboard/switchboard/middleware"
+	"github.com/switchboard/switchboard/namespaces"
+	"github.com/switchboard/switchboard/web"
+)
+
+// Types of the handler API, for programs that add their own namespaces.
+type (
+	Namespace = sio.Namespace
+	Conn      = sio.Conn
+	User      = sio.User
+	Error     = sio.Error
+	Handshake = sio.Handshake
+)
+
+// Handle registers a typed event handler on a namespace: see sio.Handle.
+func Handle[T, R any](n *Namespace, event string, h func(ctx context.Context, c *Conn, msg T) (R, error)) {
+	sio.Handle(n, event, h)
+}
+
+// Errorf builds an error that is acknowledged as {ok:false, error:{code, message}}.
+func Errorf(code, format string, args ...any) *Error { return sio.Errorf(code, format, args...) }
+
+// Flood protection: refusals in a row before a connection is disconnected.
+const floodDisconnectAfter = 10
+
+// Server is one Switchboard node.
+type Server struct {
+	cfg      Config
+	log      zerolog.Logger
+	io       *sio.Server
+	metrics  *metrics
+	presence *adapter.MemoryPresence
+	verifier *middleware.Verifier
+	secret   []byte // HMAC secret for minting (configured or generated in development mode)
+	devMode  bool
+	draining atomic.Bool
+}
+
+// New builds a node from cfg (start from Defaults()). Namespace "/" is
+// registered with the contract's events; the same JWT auth, limits and
+// rate limit apply to every namespace added with Of.
+func New(cfg Config, log zerolog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, presence: adapter.NewMemoryPresence()}
+	if cfg.NodeID == "" {
+		s.cfg.NodeID = randomHex(4)
+	}
+	if err := s.setupAuth(); err != nil {
+		return nil, err
+	}
+	s.metrics = newMetrics(func() map[string]int { return s.io.TransportCounts() }, s.presence.RoomCount)
+
+	recovery := cfg.RecoveryWindow
+	if recovery <= 0 {
+		recovery = -1 // off
+	}
+	s.io = sio.NewServer(sio.Options{
+		Path:           cfg.Path,
+		PingInterval:   cfg.PingInterval,
+		PingTimeout:    cfg.PingTimeout,
+		ConnectTimeout: cfg.ConnectTimeout,
+		MaxPayload:     cfg.MaxPayload,
+		RecoveryWindow: recovery,
+		CORSOrigins:    cfg.CORSOrigins,
+		AllowRequest: func(*http.Request) error {
+			if s.draining.Load() {
+				return errors.New("server is draining")
+			}
+			return nil
+		},
+		Logger:   log,
+		Observer: s.metrics,
+	})
+	s.io.Use(middleware.Auth(s.verifier, cfg.AuthQueryToken))
+	s.io.Use(middleware.Limits(cfg.MaxConnections, s.io.ClientsCount, cfg.MaxConnsPerUser, s.presence))
+	burst := cfg.RateBurst
+	if burst <= 0 {
+		burst = int(2 * cfg.RateLimit)
+	}
+	s.io.Intercept(middleware.RateLimit(cfg.RateLimit, burst, floodDisconnectAfter, s.metrics.floodKicks.Inc))
+
+	namespaces.RegisterRooms(s.io, namespaces.RoomsConfig{
+		MessageMaxBytes: cfg.MessageMaxBytes,
+		DedupeWindow:    cfg.DedupeWindow,
+		MaxRoomsPerConn: cfg.MaxRoomsPerSocket,
+		NodeID:          s.cfg.NodeID,
+		Presence:        s.presence,
+		Dedupe:          adapter.NewMemoryDedupe(),
+	})
+	return s, nil
+}
+
+func (s *Server) setupAuth() error {
+	cfg := s.cfg
+	ac := middleware.AuthConfig{
+		Secret:     []byte(cfg.JWTSecret),
+		Issuer:     cfg.JWTIssuer,
+		Audience:   cfg.JWTAudience,
+		Leeway:     cfg.JWTLeeway,
+		RequireExp: cfg.AuthRequireExp,
+	}
+	if cfg.JWTPublicKeyFile != "" {
+		pem, err := os.ReadFile(cfg.JWTPublicKeyFile)
+		if err != nil {
+			return fmt.Errorf("read JWT_PUBLIC_KEY_FILE: %w", err)
+		}
+		ac.PublicKeyPEM = pem
+	}
+	if len(ac.Secret) == 0 && len(ac.PublicKeyPEM) == 0 {
+		s.devMode = true
+		ac.Secret = []byte(randomHex(32))
+		s.log.Warn().Msg("development mode: neither JWT_SECRET nor JWT_PUBLIC_KEY_FILE is set; " +
+			"using a random secret and serving GET /auth/dev-token?sub=alice&name=Alice. Do not run this in production.")
+	}
+	s.secret = ac.Secret
+	v, err := middleware.NewVerifier(ac)
+	if err != nil {
+		return fmt.Errorf("JWT configuration: %w", err)
+	}
+	s.verifier = v
+	return nil
+}
+
+// Config is the configuration the node runs with (NodeID filled in).
+func (s *Server) Config() Config { return s.cfg }
+
+// DevMode reports whether the node generated its own secret.
+func (s *Server) DevMode() bool { return s.devMode }
+
+// Of returns namespace name, creating it; JWT auth, limits and the rate
+// limit apply to it. Register its handlers before serving.
+func (s *Server) Of(name string) *Namespace { return s.io.Of(name) }
+
+// MintToken signs an HS256 token with the node's secret (the configured
+// JWT_SECRET, or the generated one in development mode).
+func (s *Server) MintToken(sub, name string, ttl time.Duration) (string, error) {
+	if len(s.secret) == 0 {
+		return "", errors.New("no HMAC secret configured")
+	}
+	return middleware.MintHS256(s.secret, sub, name, ttl, nil)
+}
+
+// Mount registers Switchboard's routes on mux: the Socket.IO endpoint,
+// /healthz, /readyz, /metrics, /auth/dev-token and the demo page at /.
+func (s *Server) Mount(mux *http.ServeMux) {
+	mux.Handle(s.io.Path(), s.io.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node": s.cfg.NodeID})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /auth/dev-token", s.devToken)
+	mux.Handle("/", http.FileServerFS(web.Files))
+}
+
+// Handler is a mux with Switchboard's routes (see Mount).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.Mount(mux)
+	return mux
+}
+
+func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
+	if !s.devMode {
+		http.NotFound(w, r)
+		return
+	}
+	sub, name := r.URL.Query().Get("sub"), r.URL.Query().Get("name")
+	if sub == "" || len(sub) > 128 {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "sub must be 1-128 characters"})
+		return
+	}
+	tok, err := s.MintToken(sub, name, 24*time.Hour)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"token": tok})
+}
+
+// Run listens on the configured address and serves until ctx is done, then
+// drains (see Shutdown).
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done, then drains and shuts down.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(&countingListener{Listener: ln, m: s.metrics}) }()
+	s.log.Info().Str("addr", ln.Addr().String()).Str("node", s.cfg.NodeID).Str("path", s.io.Path()).
+		Bool("dev_mode", s.devMode).Msg("switchboard listening")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout+10*time.Second)
+	defer cancel()
+	s.Shutdown(sctx)
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+	}
+	return nil
+}
+
+// Shutdown drains the node like a lame duck: /readyz answers 503 and new
+// sessions are refused at once, then open connections are closed spread
+// over DRAIN_TIMEOUT (clients reconnect elsewhere and recover their session),
+// then the engine stops.
+func (s *Server) Shutdown(ctx context.Context) {
+	if s.draining.Swap(true) {
+		return
+	}
+	n := s.io.ClientsCount()
+	s.log.Info().Int("connections", n).Dur("spread", s.cfg.DrainTimeout).Msg("draining")
+	if err := s.io.Drain(ctx, s.cfg.DrainTimeout); err != nil {
+		s.log.Warn().Err(err).Msg("drain cut short")
+	}
+	s.io.Close()
+	s.log.Info().Msg("drained")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// countingListener counts wire bytes of every accepted connection.
+type countingListener struct {
+	net.Listener
+	m *metrics
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, m: l.m}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	m *metrics
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.m.bytesIn.Add(uint64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.m.bytesOut.Add(uint64(n))
+	return n, err
+}
