@@ -84,10 +84,10 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Handshake(string, string)                     {}
+func (nopObserver) Handshake(string, string)                    {}
 func (nopObserver) Event(string, string, time.Duration, string) {}
-func (nopObserver) Emitted(string, string)                       {}
-func (nopObserver) Panic(string, string)                         {}
+func (nopObserver) Emitted(string, string)                      {}
+func (nopObserver) Panic(string, string)                        {}
 
 // Server owns the engine and the namespaces registered on it.
 // Register namespaces, middleware and handlers before serving traffic.
