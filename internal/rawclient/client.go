@@ -1,0 +1,233 @@
+// Package rawclient is a minimal Socket.IO v5 client over a WebSocket
+// (Engine.IO v4), speaking the wire protocol directly. Go tests use it to
+// drive a real server without a Node process; it is not a general client.
+package rawclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gorilla/websocket"
+)
+
+// Event is a server-sent event.
+type Event struct {
+	Name string
+	Args []json.RawMessage
+}
+
+// Client is one Socket.IO connection to one namespace.
+type Client struct {
+	ws     *websocket.Conn
+	nsp    string
+	wmu    sync.Mutex
+	mu     sync.Mutex
+	nextID uint64
+	acks   map[uint64]chan json.RawMessage
+
+	Events       chan Event    // server events, in arrival order
+	Disconnected chan struct{} // closed when the server sends DISCONNECT or the connection ends
+	SID          string        // Socket.IO session id after CONNECT
+	done         chan struct{}
+	closeOnce    sync.Once
+}
+
+// ConnectError is the server's CONNECT_ERROR.
+type ConnectError struct {
+	Message string         `json:"message"`
+	Data    map[string]any `json:"data"`
+}
+
+func (e *ConnectError) Error() string { return "connect_error: " + e.Message }
+
+// Dial opens a WebSocket to baseURL (http://host:port) at path (e.g.
+// "/socket.io/") and connects to namespace nsp with the auth payload.
+func Dial(ctx context.Context, baseURL, path, nsp string, auth any, header http.Header) (*Client, error) {
+	u := "ws" + strings.TrimPrefix(baseURL, "http") + path + "?EIO=4&transport=websocket"
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, u, header)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", u, err)
+	}
+	c := &Client{ws: ws, nsp: nsp, acks: map[uint64]chan json.RawMessage{},
+		Events: make(chan Event, 1024), Disconnected: make(chan struct{}), done: make(chan struct{})}
+	if _, msg, err := ws.ReadMessage(); err != nil || len(msg) == 0 || msg[0] != '0' {
+		ws.Close()
+		return nil, fmt.Errorf("engine.io open packet: %q %v", msg, err)
+	}
+	connect := "40"
+	if nsp != "/" {
+		connect += nsp + ","
+	}
+	if auth != nil {
+		b, _ := json.Marshal(auth)
+		connect += string(b)
+	}
+	if err := c.write(connect); err != nil {
+		ws.Close()
+		return nil, err
+	}
+	for {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("waiting for CONNECT: %w", err)
+		}
+		s := string(msg)
+		if s == "2" {
+			_ = c.write("3")
+			continue
+		}
+		typ, body := c.strip(s)
+		switch typ {
+		case "0":
+			var v struct {
+				SID string `json:"sid"`
+			}
+			_ = json.Unmarshal([]byte(body), &v)
+			c.SID = v.SID
+			go c.readLoop()
+			return c, nil
+		case "4":
+			ws.Close()
+			ce := &ConnectError{}
+			_ = json.Unmarshal([]byte(body), ce)
+			return nil, ce
+		}
+	}
+}
+
+// strip removes "4" (message), the packet type and the namespace prefix.
+func (c *Client) strip(s string) (typ, body string) {
+	if len(s) < 2 || s[0] != '4' {
+		return "", ""
+	}
+	typ, body = s[1:2], s[2:]
+	if c.nsp != "/" && strings.HasPrefix(body, c.nsp+",") {
+		body = body[len(c.nsp)+1:]
+	}
+	return typ, body
+}
+
+func (c *Client) write(s string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.ws.WriteMessage(websocket.TextMessage, []byte(s))
+}
+
+// WriteRaw sends a raw Engine.IO frame (for malformed-input tests).
+func (c *Client) WriteRaw(s string) error { return c.write(s) }
+
+func (c *Client) packet(typ string, id *uint64, data []any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	s := "4" + typ
+	if c.nsp != "/" {
+		s += c.nsp + ","
+	}
+	if id != nil {
+		s += strconv.FormatUint(*id, 10)
+	}
+	return c.write(s + string(b))
+}
+
+// Emit sends an event without an ack.
+func (c *Client) Emit(event string, args ...any) error {
+	return c.packet("2", nil, append([]any{event}, args...))
+}
+
+// EmitAck sends an event and returns a channel that receives the first ack argument.
+func (c *Client) EmitAck(event string, args ...any) (<-chan json.RawMessage, error) {
+	ch := make(chan json.RawMessage, 1)
+	c.mu.Lock()
+	id := c.nextID
+	c.nextID++
+	c.acks[id] = ch
+	c.mu.Unlock()
+	return ch, c.packet("2", &id, append([]any{event}, args...))
+}
+
+// Call sends an event and waits for its ack.
+func (c *Client) Call(ctx context.Context, event string, args ...any) (json.RawMessage, error) {
+	ch, err := c.EmitAck(event, args...)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-c.Disconnected:
+		return nil, errors.New("disconnected before the ack")
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for ack of %q: %w", event, ctx.Err())
+	}
+}
+
+// Next returns the next server event.
+func (c *Client) Next(ctx context.Context) (Event, error) {
+	select {
+	case e := <-c.Events:
+		return e, nil
+	case <-ctx.Done():
+		return Event{}, ctx.Err()
+	}
+}
+
+func (c *Client) readLoop() {
+	defer c.closeOnce.Do(func() { close(c.Disconnected) })
+	for {
+		_, msg, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		s := string(msg)
+		if s == "2" {
+			_ = c.write("3")
+			continue
+		}
+		typ, body := c.strip(s)
+		switch typ {
+		case "1": // DISCONNECT
+			return
+		case "2": // EVENT
+			var arr []json.RawMessage
+			if json.Unmarshal([]byte(body), &arr) != nil || len(arr) == 0 {
+				continue
+			}
+			var name string
+			_ = json.Unmarshal(arr[0], &name)
+			select {
+			case c.Events <- Event{Name: name, Args: arr[1:]}:
+			default: // a test not reading events must not stall acks
+			}
+		case "3": // ACK
+			i := strings.IndexByte(body, '[')
+			if i <= 0 {
+				continue
+			}
+			id, err := strconv.ParseUint(body[:i], 10, 64)
+			if err != nil {
+				continue
+			}
+			var arr []json.RawMessage
+			_ = json.Unmarshal([]byte(body[i:]), &arr)
+			c.mu.Lock()
+			ch := c.acks[id]
+			delete(c.acks, id)
+			c.mu.Unlock()
+			if ch != nil && len(arr) > 0 {
+				ch <- arr[0]
+			}
+		}
+	}
+}
+
+// Close closes the WebSocket without a DISCONNECT packet (a transport drop).
+func (c *Client) Close() error { return c.ws.Close() }
