@@ -1,0 +1,61 @@
+# Switchboard. `make run` serves on :3000 (development mode, demo page);
+# `make test` installs what is missing and runs every test.
+
+GO      ?= go
+BIN     := .tmp/bin
+ADDR    ?= :3000
+# Debian packages the tests need (redis/haproxy/nginx for the cluster tests, chromium for the page).
+APT_PKGS := redis-server haproxy nginx chromium
+
+.PHONY: all build run test deps deps-apt deps-node deps-go test-go test-node test-browser vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/switchboard ./cmd/switchboard
+	$(GO) build -o $(BIN)/example-embed ./cmd/example-embed
+
+run: build
+	LOG_FORMAT=$${LOG_FORMAT:-console} ADDR=$(ADDR) $(BIN)/switchboard
+
+deps: deps-apt deps-node deps-go
+
+# Installs missing Debian packages when run as root (CI, fresh machines);
+# otherwise says what is missing.
+deps-apt:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; exit 1; \
+	fi
+
+deps-node:
+	npm ci --no-audit --no-fund
+
+deps-go:
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+test-go:
+	$(GO) test -race -count=1 ./...
+
+test-node: build
+	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed npm test
+
+test-browser: build
+	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard npm run test:browser
+
+test: deps vet test-go test-node test-browser
+
+clean:
+	rm -rf .tmp bin
