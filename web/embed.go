@@ -4,8 +4,9 @@ package web
 
 import "embed"
 
-// Files is the page (index.html), the client module (switchboard-client.js)
-// and the vendored official socket.io-client ESM build (vendor/).
+// Files is the page (index.html, app.js, style.css), the client module
+// (switchboard-client.js) and the vendored official socket.io-client ESM
+// build (vendor/).
 //
-//go:embed index.html switchboard-client.js vendor/socket.io.esm.min.js
+//go:embed index.html app.js style.css switchboard-client.js vendor/socket.io.esm.min.js
 var Files embed.FS

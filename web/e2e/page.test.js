@@ -1,0 +1,320 @@
+// End-to-end test of the demo page (web/index.html + web/app.js) in a real browser: Debian's Chromium driven by
+// playwright-core, against the real Switchboard binary in development mode.
+//
+//   npm run test:browser                       # builds .tmp/bin/switchboard-e2e first
+//   SWITCHBOARD_BIN=.tmp/bin/switchboard npm run test:browser
+//   CHROMIUM=/path/to/chromium npm run test:browser   # default /usr/bin/chromium
+//
+// Leaves screenshots in .tmp/page.png (desktop), .tmp/page-narrow.png (390 px wide) and .tmp/page-alice.png.
+// E2E_DEBUG=1 prints the (tolerated) network errors the browser logs while the server is restarted.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const TMP = path.join(ROOT, '.tmp');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const STEP = 15_000; // upper bound of any single wait in this file
+
+// Settings that would change the server's mode or behaviour: never inherited from the caller's environment.
+const CONFIG_ENV = /^(ADDR|SOCKETIO_PATH|JWT_|AUTH_|MAX_|MESSAGE_|DEDUPE_|RECOVERY_|RATE_|PING_|CONNECT_TIMEOUT|CORS_|NODE_ID|DRAIN_|LOG_|REDIS)/;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function goBuild(out) {
+  return new Promise((resolve, reject) => {
+    execFile('go', ['build', '-o', out, './cmd/switchboard'], { cwd: ROOT, timeout: 300_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`go build failed: ${err.message}\n${stdout}${stderr}`));
+      else resolve(out);
+    });
+  });
+}
+
+async function binary() {
+  if (process.env.SWITCHBOARD_BIN) return path.resolve(process.env.SWITCHBOARD_BIN);
+  fs.mkdirSync(path.join(TMP, 'bin'), { recursive: true });
+  // Own output name, so a build here never replaces a binary another test run is executing.
+  return goBuild(path.join(TMP, 'bin', 'switchboard-e2e'));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+let server = null; // { proc, url, logs, exited }
+let browser = null;
+const consoleErrors = []; // `${who}: ${text}` for every console error / uncaught page error
+
+async function startServer(port) {
+  const file = await binary();
+  port = port ?? (await freePort());
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!CONFIG_ENV.test(k)) env[k] = v;
+  Object.assign(env, { ADDR: `127.0.0.1:${port}`, DRAIN_TIMEOUT: '1s', LOG_LEVEL: 'info' }); // no JWT_*: development mode
+  const s = { url: `http://127.0.0.1:${port}`, port, logs: [], exited: null };
+  s.proc = spawn(file, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = (chunk) => {
+    s.logs.push(...chunk.toString().split('\n').filter(Boolean));
+    if (s.logs.length > 2000) s.logs.splice(0, s.logs.length - 2000);
+  };
+  s.proc.stdout.on('data', log);
+  s.proc.stderr.on('data', log);
+  s.exitPromise = new Promise((resolve) => {
+    s.proc.once('exit', (code, signal) => resolve((s.exited = { code, signal })));
+    s.proc.once('error', (error) => resolve((s.exited = { error })));
+  });
+  server = s;
+  const deadline = Date.now() + STEP;
+  for (;;) {
+    if (s.exited) throw new Error(`switchboard exited at startup: ${JSON.stringify(s.exited)}\n${s.logs.join('\n')}`);
+    try {
+      const res = await fetch(`${s.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.ok) return s;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) throw new Error(`switchboard did not answer /healthz in ${STEP} ms\n${s.logs.join('\n')}`);
+    await sleep(50);
+  }
+}
+
+async function stopServer(signal = 'SIGTERM') {
+  const s = server;
+  if (!s || s.exited) return;
+  s.proc.kill(signal);
+  const bounded = (ms) => Promise.race([s.exitPromise, sleep(ms)]);
+  await bounded(5000);
+  if (!s.exited) {
+    s.proc.kill('SIGKILL');
+    await bounded(5000);
+  }
+}
+
+process.once('exit', () => {
+  if (server && !server.exited) server.proc.kill('SIGKILL');
+});
+
+before(async () => {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
+  await startServer();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    timeout: 30_000,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}, { timeout: 330_000 });
+
+after(async () => {
+  if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10_000)]);
+  await stopServer();
+}, { timeout: 30_000 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Page helpers
+
+/** Opens the demo page in a fresh browser context (its own storage), recording console errors. */
+async function openPage(who, viewport = { width: 1100, height: 720 }) {
+  const context = await browser.newContext({ viewport, colorScheme: 'light' });
+  context.setDefaultTimeout(STEP);
+  context.setDefaultNavigationTimeout(STEP);
+  const page = await context.newPage();
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') consoleErrors.push(`${who}: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => consoleErrors.push(`${who}: uncaught ${err.message}`));
+  await page.goto(server.url + '/', { waitUntil: 'load' });
+  return page;
+}
+
+/** Signs in through the form (development token) and waits until the page says it is connected. */
+async function signIn(page, name) {
+  await page.getByLabel('Display name').fill(name);
+  assert.equal(await page.locator('#user-id').getAttribute('placeholder'), name.toLowerCase(), 'user id placeholder follows the name');
+  await page.getByRole('button', { name: 'Connect' }).click();
+  await page.locator('[data-testid="status"][data-state="connected"]').waitFor();
+  assert.equal(await page.getByTestId('me-id').textContent(), `@${name.toLowerCase()}`);
+}
+
+async function joinRoom(page, roomId) {
+  assert.equal(await page.getByTestId('room-input').inputValue(), 'lobby', 'the room field defaults to "lobby"');
+  if (roomId !== 'lobby') await page.getByTestId('room-input').fill(roomId);
+  await page.getByTestId('join').click();
+  await page.locator(`[data-testid="room-tab"][data-room="${roomId}"][aria-current="true"]`).waitFor();
+}
+
+const members = (page, room) => page.locator(`[data-testid="member-list"][data-room="${room}"] [data-testid="member"]`);
+const messages = (page, room) => page.locator(`[data-testid="message-list"][data-room="${room}"] [data-testid="message"]`);
+
+async function memberIds(page, room) {
+  return (await members(page, room).evaluateAll((els) => els.map((e) => e.dataset.userId))).sort();
+}
+
+/** Waits (bounded) until fn() resolves truthy; returns its value. */
+async function eventually(fn, what, timeout = STEP) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last})`);
+    await sleep(100);
+  }
+}
+
+async function typeAndSend(page, text) {
+  await page.getByTestId('message-input').fill(text);
+  await page.getByTestId('message-input').press('Enter');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+test('two users chat in the lobby through the demo page', async (t) => {
+  let a; // Alice's page
+  let b; // Bob's page
+
+  await t.test('both sign in and show the transport', async () => {
+    a = await openPage('alice');
+    b = await openPage('bob');
+    assert.equal(await a.title(), 'Switchboard demo');
+    assert.equal(await a.getByTestId('status').textContent(), 'Not connected');
+    await signIn(a, 'Alice');
+    await signIn(b, 'Bob');
+    for (const page of [a, b]) {
+      const transport = page.getByTestId('transport');
+      await transport.waitFor({ state: 'visible' });
+      assert.match(await transport.textContent(), /^(polling|websocket)$/);
+      // The client starts on polling and upgrades: the badge follows the upgrade.
+      await page.locator('[data-testid="transport"][data-transport="websocket"]').waitFor();
+    }
+  });
+
+  await t.test('both join the lobby; each sees the other in the member list', async () => {
+    await joinRoom(a, 'lobby');
+    assert.deepEqual(await memberIds(a, 'lobby'), ['alice']);
+    await joinRoom(b, 'lobby');
+    // Bob gets Alice from the join acknowledgement, Alice gets Bob from user-joined.
+    assert.deepEqual(await memberIds(b, 'lobby'), ['alice', 'bob']);
+    await eventually(async () => (await memberIds(a, 'lobby')).join() === 'alice,bob', 'Alice to see Bob join');
+    await a.locator('[data-testid="system-message"]', { hasText: 'Bob joined' }).waitFor();
+    assert.equal(await b.getByTestId('room-title').textContent(), '#lobby');
+  });
+
+  await t.test("Alice's message reaches Bob; Alice sees the server id", async () => {
+    const text = 'Hello from <b>Alice</b> & co <img src=x onerror="window.__pwned=1">';
+    await typeAndSend(a, text);
+    assert.equal(await a.getByTestId('message-input').inputValue(), '', 'Enter sends and clears the box');
+
+    const mine = messages(a, 'lobby').filter({ hasText: 'Hello from' });
+    await a.locator('[data-testid="message"][data-state="sent"]', { hasText: 'Hello from' }).waitFor();
+    const id = await mine.getAttribute('data-message-id');
+    assert.ok(id && id !== 'undefined', `server id on Alice's message: ${id}`);
+    assert.match(await mine.getByTestId('message-meta').textContent(), new RegExp(`id ${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+
+    const theirs = messages(b, 'lobby').filter({ hasText: 'Hello from' });
+    await theirs.waitFor();
+    assert.equal(await theirs.getAttribute('data-user-id'), 'alice');
+    assert.equal(await theirs.getAttribute('data-message-id'), id, 'Bob sees the same id');
+    assert.equal(await theirs.getByTestId('message-author').textContent(), 'Alice');
+    // Rendered as text, never as HTML.
+    assert.equal(await theirs.getByTestId('message-text').textContent(), text);
+    assert.equal(await theirs.locator('b, img').count(), 0);
+    assert.equal(await b.evaluate(() => window.__pwned), undefined);
+    assert.equal(await messages(a, 'lobby').count(), 1, 'the broadcast back to Alice does not duplicate her message');
+
+    const reply = 'Hi Alice! Ça va? — Grüße, Юля';
+    await typeAndSend(b, reply);
+    await b.locator('[data-testid="message"][data-state="sent"]', { hasText: 'Hi Alice!' }).waitFor();
+    const got = messages(a, 'lobby').filter({ hasText: 'Hi Alice!' });
+    await got.waitFor();
+    assert.equal(await got.getByTestId('message-text').textContent(), reply);
+  });
+
+  await t.test('a refused message shows the error code', async () => {
+    await typeAndSend(a, 'x'.repeat(5000)); // above MESSAGE_MAX_BYTES (4096)
+    const failed = a.locator('[data-testid="message"][data-state="failed"]');
+    await failed.waitFor();
+    assert.equal(await failed.getAttribute('data-error'), 'payload_too_large');
+    assert.match(await failed.getByTestId('message-meta').textContent(), /payload_too_large/);
+    await sleep(300);
+    assert.equal(await messages(b, 'lobby').filter({ hasText: 'xxxx' }).count(), 0, 'Bob never sees it');
+    fs.mkdirSync(TMP, { recursive: true });
+    await a.screenshot({ path: path.join(TMP, 'page-alice.png') });
+  });
+
+  await t.test('presence refresh lists both users', async () => {
+    await b.getByTestId('presence').click();
+    await eventually(async () => !(await b.getByTestId('presence').isDisabled()), 'presence to answer');
+    assert.deepEqual(await memberIds(b, 'lobby'), ['alice', 'bob']);
+    assert.equal(await b.locator('#member-count').textContent(), '2');
+  });
+
+  await t.test('Alice closes her page and Bob sees her leave', async () => {
+    await a.context().close();
+    await b.locator('[data-testid="member-list"][data-room="lobby"] [data-user-id="alice"]').waitFor({ state: 'detached' });
+    await b.locator('[data-testid="system-message"]', { hasText: 'Alice left' }).waitFor();
+    assert.deepEqual(await memberIds(b, 'lobby'), ['bob']);
+  });
+
+  await t.test('screenshots', async () => {
+    fs.mkdirSync(TMP, { recursive: true });
+    await b.getByTestId('message-input').fill('Typing a reply…');
+    await b.screenshot({ path: path.join(TMP, 'page.png'), fullPage: false });
+    await b.setViewportSize({ width: 390, height: 760 });
+    await b.screenshot({ path: path.join(TMP, 'page-narrow.png'), fullPage: true });
+    await b.setViewportSize({ width: 1100, height: 720 });
+  });
+
+  await t.test('no console errors so far', async () => {
+    assert.deepEqual(consoleErrors, []);
+  });
+
+  await t.test('server restart: Bob sees the reconnect attempts, then is back in the lobby', async () => {
+    await b.getByTestId('message-input').fill('');
+    await stopServer('SIGKILL'); // the new process has a new development secret and no memory of the room
+    await b.locator('[data-testid="status"][data-state="reconnecting"]').waitFor();
+    let status = '';
+    await eventually(async () => /attempt \d+/.test((status = await b.getByTestId('status').textContent())), `a numbered reconnect attempt (status: ${status})`);
+    assert.ok(await b.getByTestId('transport').isHidden(), 'no transport while disconnected');
+    await startServer(server.port);
+    await b.locator('[data-testid="status"][data-state="connected"]').waitFor({ timeout: 40_000 }); // backoff ≤ 30 s
+    await b.locator('[data-testid="transport"]:not([hidden])').waitFor();
+    // The client module re-joins the lobby and the page refreshes its members.
+    await eventually(async () => (await memberIds(b, 'lobby')).join() === 'bob', 'the member list after the re-join');
+    await typeAndSend(b, 'back again');
+    await b.locator('[data-testid="message"][data-state="sent"]', { hasText: 'back again' }).waitFor();
+    // While the server was down the browser reported the refused connections; nothing else may show up.
+    const unexpected = consoleErrors.filter((e) => !/ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET/.test(e));
+    assert.deepEqual(unexpected, []);
+    if (process.env.E2E_DEBUG) console.log(consoleErrors);
+    consoleErrors.length = 0;
+  });
+
+  await t.test('Bob leaves the lobby', async () => {
+    await b.getByTestId('leave').click();
+    await b.locator('[data-testid="room-tab"][data-room="lobby"]').waitFor({ state: 'detached' });
+    assert.equal(await b.getByTestId('room-title').textContent(), 'No room selected');
+    assert.ok(await b.getByTestId('send').isDisabled());
+    await b.context().close();
+    assert.deepEqual(consoleErrors, []);
+  });
+});
