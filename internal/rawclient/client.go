@@ -9,12 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/gorilla/websocket"
 )
+
+var debugFrames = os.Getenv("RAWCLIENT_DEBUG") != ""
 
 // Event is a server-sent event.
 type Event struct {
@@ -36,6 +39,7 @@ type Client struct {
 	SID          string        // Socket.IO session id after CONNECT
 	done         chan struct{}
 	closeOnce    sync.Once
+	reason       error // why the read loop ended; read after Disconnected is closed
 }
 
 // ConnectError is the server's CONNECT_ERROR.
@@ -164,7 +168,12 @@ func (c *Client) Call(ctx context.Context, event string, args ...any) (json.RawM
 	case v := <-ch:
 		return v, nil
 	case <-c.Disconnected:
-		return nil, errors.New("disconnected before the ack")
+		select { // an ack read just before the disconnect still counts
+		case v := <-ch:
+			return v, nil
+		default:
+		}
+		return nil, fmt.Errorf("disconnected before the ack: %w", c.reason)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for ack of %q: %w", event, ctx.Err())
 	}
@@ -185,9 +194,13 @@ func (c *Client) readLoop() {
 	for {
 		_, msg, err := c.ws.ReadMessage()
 		if err != nil {
+			c.reason = err
 			return
 		}
 		s := string(msg)
+		if debugFrames {
+			println("rawclient <-", s)
+		}
 		if s == "2" {
 			_ = c.write("3")
 			continue
@@ -195,6 +208,7 @@ func (c *Client) readLoop() {
 		typ, body := c.strip(s)
 		switch typ {
 		case "1": // DISCONNECT
+			c.reason = errors.New("server disconnect")
 			return
 		case "2": // EVENT
 			var arr []json.RawMessage

@@ -174,7 +174,8 @@ func (n *Namespace) middleware(sock *socket.Socket, next func(*socket.ExtendedEr
 		h.User = &User{}
 	}
 	sock.SetData(h.User)
-	st := &pending{release: h.release}
+	g := n.srv.gateFor(sock.Conn())
+	st := &pending{release: h.release, gate: g}
 	// Registered before the socket can be connected, so no close is missed.
 	// The cleanup is queued behind the connection's running handler: it never
 	// runs concurrently with one.
@@ -185,9 +186,11 @@ func (n *Namespace) middleware(sock *socket.Socket, next func(*socket.ExtendedEr
 	// The engine may close before the connection completes: release anyway.
 	_ = sock.Conn().Once("close", func(...any) {
 		n.srv.pending.Delete(sock)
+		g.releaseAll()
 		h.release.run()
 	})
 	n.srv.pending.Store(sock, st)
+	g.add()
 	next(nil)
 }
 
@@ -240,6 +243,7 @@ func asConnectError(err error) *Error {
 // pending carries a connection from the middleware to its cleanup.
 type pending struct {
 	release *releaser
+	gate    *gate
 	mu      sync.Mutex
 	conn    *Conn
 	done    bool
@@ -281,6 +285,8 @@ func (n *Namespace) connection(args ...any) {
 		_ = sock.On(event, c.listener(event, h))
 	}
 	sock.OnAny(c.unknownEvent)
+	// The engine has registered the namespace by now: let packets through.
+	st.gate.done()
 	n.srv.obs.Handshake(n.name, "ok")
 	c.runHooks("connect", func(ctx context.Context) {
 		for _, fn := range n.onConnect {

@@ -104,6 +104,7 @@ type Server struct {
 	connectMW    []ConnectFunc
 	interceptors []Interceptor
 	pending      sync.Map // *socket.Socket -> *pending, between middleware and connection
+	gates        sync.Map // engine.Socket -> *gate (see gate.go)
 }
 
 // NewServer builds the engine with opts. Namespace "/" always exists.

@@ -355,3 +355,37 @@ func TestBroadcastReachesRoomMembersOnly(t *testing.T) {
 		t.Fatalf("outsider got %+v", ev)
 	}
 }
+
+// The engine writes CONNECT before registering the namespace on the client;
+// an event sent right after CONNECT used to close the connection (gate.go).
+func TestEventRightAfterConnectIsHandled(t *testing.T) {
+	ts, _ := start(t, func(s *sio.Server) {
+		sio.Handle(s.Of("/"), "hi", func(context.Context, *sio.Conn, any) (string, error) { return "hello", nil })
+	})
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 25 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				c, err := rawclient.Dial(ctx, ts.URL, "/socket.io/", "/", nil, nil)
+				if err != nil {
+					failed.Add(1)
+					cancel()
+					continue
+				}
+				if raw, err := c.Call(ctx, "hi", nil); err != nil || string(raw) != `{"ok":true,"data":"hello"}` {
+					failed.Add(1)
+				}
+				c.Close()
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of 200 first events after CONNECT were lost", n)
+	}
+}
