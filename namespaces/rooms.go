@@ -32,6 +32,9 @@ type RoomsConfig struct {
 	NodeID          string        // makes message ids unique across the cluster
 	Presence        adapter.Presence
 	Dedupe          adapter.Dedupe
+	// OnError receives presence-store failures, which do not fail the event:
+	// room membership and delivery go on, presence may lag (nil: ignored).
+	OnError func(error)
 }
 
 // Rooms serves namespace "/": rooms, messages and presence.
@@ -58,6 +61,9 @@ func RegisterRooms(srv *sio.Server, cfg RoomsConfig) *Rooms {
 	}
 	if cfg.Dedupe == nil {
 		cfg.Dedupe = adapter.NewMemoryDedupe()
+	}
+	if cfg.OnError == nil {
+		cfg.OnError = func(error) {}
 	}
 	r := &Rooms{cfg: cfg, ns: srv.Of("/")}
 	r.ns.OnConnect(r.connected)
@@ -178,13 +184,13 @@ func (r *Rooms) join(ctx context.Context, c *sio.Conn, room string) (joinAck, er
 		}
 		j[room] = struct{}{}
 		c.Join(room)
-		if err := r.addPresence(ctx, c, room); err != nil {
-			return joinAck{}, err
-		}
+		r.addPresence(ctx, c, room)
 	}
 	members, err := r.cfg.Presence.Members(ctx, room)
 	if err != nil {
-		return joinAck{}, err
+		r.cfg.OnError(err)
+		u := c.User()
+		members = []adapter.Member{{UserID: u.ID, Name: u.Name, Connections: 1}}
 	}
 	refs := make([]MemberRef, len(members))
 	for i, m := range members {
@@ -203,9 +209,7 @@ func (r *Rooms) leave(ctx context.Context, c *sio.Conn, room string) (leaveAck, 
 	}
 	delete(j, room)
 	c.Leave(room)
-	if err := r.dropPresence(ctx, c, room); err != nil {
-		return leaveAck{}, err
-	}
+	r.dropPresence(ctx, c, room)
 	return leaveAck{Room: room}, nil
 }
 
@@ -268,28 +272,40 @@ func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (message
 	return messageAck{ID: acc.ID, TS: acc.TS}, nil
 }
 
-func (r *Rooms) addPresence(ctx context.Context, c *sio.Conn, room string) error {
+func (r *Rooms) addPresence(ctx context.Context, c *sio.Conn, room string) {
 	u := c.User()
 	first, err := r.cfg.Presence.Join(ctx, room, u.ID, u.Name, c.ID())
 	if err != nil {
-		return err
+		r.cfg.OnError(err)
+		return
 	}
 	if first {
-		return r.ns.To(room).Except(c.ID()).Emit("user-joined", MemberRef{RoomID: room, UserID: u.ID, Name: u.Name})
+		r.emit(r.ns.To(room).Except(c.ID()), "user-joined", MemberRef{RoomID: room, UserID: u.ID, Name: u.Name})
 	}
-	return nil
 }
 
-func (r *Rooms) dropPresence(ctx context.Context, c *sio.Conn, room string) error {
+func (r *Rooms) dropPresence(ctx context.Context, c *sio.Conn, room string) {
 	u := c.User()
 	last, err := r.cfg.Presence.Leave(ctx, room, u.ID, c.ID())
 	if err != nil {
-		return err
+		r.cfg.OnError(err)
+		return
 	}
 	if last {
-		return r.ns.To(room).Emit("user-left", MemberRef{RoomID: room, UserID: u.ID, Name: u.Name})
+		r.UserGone(room, u.ID, u.Name)
 	}
-	return nil
+}
+
+// UserGone tells room that the user's last connection left it (also used
+// when a dead node's connections are reaped).
+func (r *Rooms) UserGone(room, userID, name string) {
+	r.emit(r.ns.To(room), "user-left", MemberRef{RoomID: room, UserID: userID, Name: name})
+}
+
+func (r *Rooms) emit(b sio.Broadcast, event string, v any) {
+	if err := b.Emit(event, v); err != nil {
+		r.cfg.OnError(err)
+	}
 }
 
 func (r *Rooms) lock(room string) *sync.Mutex {

@@ -41,6 +41,10 @@ type Config struct {
 	DrainTimeout      time.Duration // DRAIN_TIMEOUT
 	LogLevel          string        // LOG_LEVEL
 	LogFormat         string        // LOG_FORMAT
+	Adapter           string        // ADAPTER: memory, redis or redis-streams
+	RedisURL          string        // REDIS_URL
+	RedisPrefix       string        // REDIS_PREFIX
+	StickyCookie      string        // STICKY_COOKIE
 }
 
 // setting describes one configuration knob once: for flags, environment
@@ -111,6 +115,10 @@ func settings() []setting {
 		}},
 		{"NODE_ID", "", "this node's id in message ids and logs (empty: random)", str(func(c *Config) *string { return &c.NodeID })},
 		{"DRAIN_TIMEOUT", "10s", "on SIGTERM, clients are disconnected spread over this time", dur(func(c *Config) *time.Duration { return &c.DrainTimeout })},
+		{"ADAPTER", "memory", "memory (one node), redis (nodes share rooms over Redis pub/sub) or redis-streams (also recovery across nodes)", str(func(c *Config) *string { return &c.Adapter })},
+		{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis for the redis adapters", str(func(c *Config) *string { return &c.RedisURL })},
+		{"REDIS_PREFIX", "socket.io", "key and channel prefix (the Node adapter's default, for interoperation)", str(func(c *Config) *string { return &c.RedisPrefix })},
+		{"STICKY_COOKIE", "", "name of a cookie set to NODE_ID on the handshake, for cookie-sticky load balancers (empty: none)", str(func(c *Config) *string { return &c.StickyCookie })},
 		{"LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 		{"LOG_FORMAT", "json", "json, or console for humans", str(func(c *Config) *string { return &c.LogFormat })},
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
-	"github.com/switchboard/switchboard/adapter"
 	"github.com/switchboard/switchboard/internal/sio"
 	"github.com/switchboard/switchboard/middleware"
 	"github.com/switchboard/switchboard/namespaces"
@@ -52,30 +51,46 @@ type Server struct {
 	cfg      Config
 	log      zerolog.Logger
 	io       *sio.Server
+	rooms    *namespaces.Rooms
 	metrics  *metrics
-	presence *adapter.MemoryPresence
 	verifier *middleware.Verifier
 	secret   []byte // HMAC secret for minting (configured or generated in development mode)
 	devMode  bool
 	draining atomic.Bool
+	ready    func() error // nil when nothing external must be up
+	stopBg   context.CancelFunc
+	redisLog *rateLog
 }
 
 // New builds a node from cfg (start from Defaults()). Namespace "/" is
 // registered with the contract's events; the same JWT auth, limits and
-// rate limit apply to every namespace added with Of.
+// rate limit apply to every namespace added with Of. Call Shutdown (or
+// Serve's context) to stop it.
 func New(cfg Config, log zerolog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, log: log, presence: adapter.NewMemoryPresence()}
+	s := &Server{cfg: cfg}
 	if cfg.NodeID == "" {
 		s.cfg.NodeID = randomHex(4)
 	}
+	s.log = log.With().Str("node", s.cfg.NodeID).Logger()
+	s.redisLog = &rateLog{log: s.log, every: time.Second}
 	if err := s.setupAuth(); err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics(func() map[string]int { return s.io.TransportCounts() }, s.presence.RoomCount)
+	st, err := s.stores()
+	if err != nil {
+		return nil, err
+	}
+	bg, stop := context.WithCancel(context.Background())
+	s.stopBg = stop
+	s.metrics = newMetrics(func() map[string]int { return s.io.TransportCounts() }, func() int { return s.io.Of("/").LocalRoomCount() })
 
 	recovery := cfg.RecoveryWindow
 	if recovery <= 0 {
 		recovery = -1 // off
+	}
+	var cookie *http.Cookie
+	if cfg.StickyCookie != "" {
+		cookie = &http.Cookie{Name: cfg.StickyCookie, Value: s.cfg.NodeID, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
 	}
 	s.io = sio.NewServer(sio.Options{
 		Path:           cfg.Path,
@@ -85,31 +100,37 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		MaxPayload:     cfg.MaxPayload,
 		RecoveryWindow: recovery,
 		CORSOrigins:    cfg.CORSOrigins,
+		Cookie:         cookie,
+		Cluster:        st.cluster,
 		AllowRequest: func(*http.Request) error {
 			if s.draining.Load() {
 				return errors.New("server is draining")
 			}
 			return nil
 		},
-		Logger:   log,
+		Logger:   s.log,
 		Observer: s.metrics,
 	})
 	s.io.Use(middleware.Auth(s.verifier, cfg.AuthQueryToken))
-	s.io.Use(middleware.Limits(cfg.MaxConnections, s.io.ClientsCount, cfg.MaxConnsPerUser, s.presence))
+	s.io.Use(middleware.Limits(cfg.MaxConnections, s.io.ClientsCount, cfg.MaxConnsPerUser, st.presence))
 	burst := cfg.RateBurst
 	if burst <= 0 {
 		burst = int(2 * cfg.RateLimit)
 	}
 	s.io.Intercept(middleware.RateLimit(cfg.RateLimit, burst, floodDisconnectAfter, s.metrics.floodKicks.Inc))
 
-	namespaces.RegisterRooms(s.io, namespaces.RoomsConfig{
+	s.rooms = namespaces.RegisterRooms(s.io, namespaces.RoomsConfig{
 		MessageMaxBytes: cfg.MessageMaxBytes,
 		DedupeWindow:    cfg.DedupeWindow,
 		MaxRoomsPerConn: cfg.MaxRoomsPerSocket,
 		NodeID:          s.cfg.NodeID,
-		Presence:        s.presence,
-		Dedupe:          adapter.NewMemoryDedupe(),
+		Presence:        st.presence,
+		Dedupe:          st.dedupe,
+		OnError:         func(err error) { s.redisLog.warn(err, "presence store") },
 	})
+	for _, run := range st.run {
+		go run(bg, s)
+	}
 	return s, nil
 }
 
@@ -174,6 +195,12 @@ func (s *Server) Mount(mux *http.ServeMux) {
 		if s.draining.Load() {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
 			return
+		}
+		if s.ready != nil {
+			if err := s.ready(); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
+				return
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 	})
@@ -256,6 +283,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 		s.log.Warn().Err(err).Msg("drain cut short")
 	}
 	s.io.Close()
+	s.stopBg()
 	s.log.Info().Msg("drained")
 }
 

@@ -333,3 +333,10 @@ func firstString(args []any) (string, bool) {
 	s, ok := args[0].(string)
 	return s, ok
 }
+
+// LocalRoomCount is the number of rooms with members on this node, not
+// counting each connection's own room.
+func (n *Namespace) LocalRoomCount() int {
+	a := n.nsp.Adapter()
+	return a.Rooms().Len() - a.Sids().Len()
+}

@@ -37,6 +37,8 @@ type Options struct {
 	AllowRequest func(*http.Request) error
 	Logger       zerolog.Logger
 	Observer     Observer // metrics hook; nil observes nothing
+	// Cluster shares broadcasts with other nodes; nil serves one node.
+	Cluster Cluster
 }
 
 func (o *Options) defaults() {
@@ -134,6 +136,9 @@ func NewServer(opts Options) *Server {
 	}
 	if opts.Cookie != nil {
 		so.SetCookie(opts.Cookie)
+	}
+	if opts.Cluster != nil {
+		so.SetAdapter(&bridgeBuilder{cluster: opts.Cluster, recovery: opts.RecoveryWindow > 0})
 	}
 	if allow := opts.AllowRequest; allow != nil {
 		so.SetAllowRequest(func(ctx *types.HttpContext) error { return allow(ctx.Request()) })

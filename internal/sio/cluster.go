@@ -1,0 +1,284 @@
+package sio
+
+import (
+	"encoding/json"
+
+	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+)
+
+// Packet is a Socket.IO packet as nodes exchange it: Data holds plain
+// values only (string, float64/int64/uint64, bool, nil, []byte, []any,
+// map[string]any), so any wire format can carry it.
+type Packet struct {
+	Type int     // 2: EVENT (binary events are EVENT here too)
+	Nsp  string  // namespace
+	Data []any   // [event, args...]
+	ID   *uint64 // set for broadcasts with acks (not used yet)
+}
+
+// BroadcastOpts selects recipients the way Socket.IO adapters do.
+type BroadcastOpts struct {
+	Rooms    []string // members of any of these rooms; all sockets when empty
+	Except   []string // minus members of these rooms
+	Volatile bool
+	Compress bool
+	Local    bool // this node only
+}
+
+// Local is what a cluster adapter may do to this node's sockets of one
+// namespace. It is the only way an adapter reaches the engine.
+type Local interface {
+	// Deliver broadcasts a packet that came from another node to the local
+	// sockets opts selects (and records it for connection state recovery).
+	Deliver(p Packet, opts BroadcastOpts)
+	// HasRoom reports whether a local socket is in room.
+	HasRoom(room string) bool
+	// Join, Leave and Disconnect act on the local sockets opts selects.
+	Join(opts BroadcastOpts, rooms []string)
+	Leave(opts BroadcastOpts, rooms []string)
+	Disconnect(opts BroadcastOpts, close bool)
+	// Sockets lists the ids of local sockets in any of rooms (all when empty).
+	Sockets(rooms []string) []string
+	// Rooms lists the rooms with local members.
+	Rooms() []string
+	// Fetch describes the local sockets opts selects.
+	Fetch(opts BroadcastOpts) []SocketInfo
+}
+
+// SocketInfo describes a socket for fetchSockets across nodes.
+type SocketInfo struct {
+	ID        string         `json:"id"`
+	Handshake map[string]any `json:"handshake"`
+	Rooms     []string       `json:"rooms"`
+	Data      any            `json:"data"`
+}
+
+// Cluster connects namespaces to the other nodes (see package adapter).
+type Cluster interface {
+	// Attach links namespace nsp, whose local sockets are reachable through local.
+	Attach(nsp string, local Local) Link
+}
+
+// Link is one namespace's connection to the cluster.
+type Link interface {
+	// Publish sends a broadcast this node originated to the other nodes.
+	Publish(p Packet, opts BroadcastOpts)
+	// Close detaches the namespace.
+	Close()
+}
+
+// bridge is the engine adapter of a clustered namespace: the engine's own
+// adapter for local work, plus the Link for everything that crosses nodes.
+type bridge struct {
+	socket.Adapter
+	link Link
+}
+
+type bridgeBuilder struct {
+	cluster  Cluster
+	recovery bool
+}
+
+func (b *bridgeBuilder) New(nsp socket.Namespace) socket.Adapter {
+	var base socket.Adapter
+	if b.recovery {
+		base = socket.MakeSessionAwareAdapter()
+	} else {
+		base = socket.MakeAdapter()
+	}
+	br := &bridge{Adapter: base}
+	br.Prototype(br)
+	br.Construct(nsp)
+	br.link = b.cluster.Attach(nsp.Name(), &local{br: br})
+	return br
+}
+
+// Broadcast publishes first (before the session-aware base appends its
+// recovery offset to the packet), then delivers locally.
+func (b *bridge) Broadcast(p *parser.Packet, opts *socket.BroadcastOptions) {
+	if b.link != nil && !(opts != nil && opts.Flags != nil && opts.Flags.Local) {
+		b.link.Publish(toPacket(b.Nsp().Name(), p), toOpts(opts))
+	}
+	b.Adapter.Broadcast(p, opts)
+}
+
+func (b *bridge) Close() {
+	if b.link != nil {
+		b.link.Close()
+	}
+	b.Adapter.Close()
+}
+
+// local implements Local over the base adapter.
+type local struct{ br *bridge }
+
+func (l *local) Deliver(p Packet, opts BroadcastOpts) {
+	data := make([]any, len(p.Data))
+	copy(data, p.Data)
+	l.br.Adapter.Broadcast(&parser.Packet{Type: parser.EVENT, Nsp: l.br.Nsp().Name(), Data: data}, fromOpts(opts))
+}
+
+func (l *local) HasRoom(room string) bool {
+	_, ok := l.br.Rooms().Load(socket.Room(room))
+	return ok
+}
+
+func (l *local) Join(opts BroadcastOpts, rooms []string) {
+	l.br.Adapter.AddSockets(fromOpts(opts), toRooms(rooms))
+}
+
+func (l *local) Leave(opts BroadcastOpts, rooms []string) {
+	l.br.Adapter.DelSockets(fromOpts(opts), toRooms(rooms))
+}
+
+func (l *local) Disconnect(opts BroadcastOpts, close bool) {
+	// Disconnect(true) loses the DISCONNECT packet in this engine: send it,
+	// then close the transports.
+	var conns []interface{ Close(bool) }
+	if close {
+		l.br.Adapter.FetchSockets(fromOpts(opts))(func(ss []socket.SocketDetails, _ error) {
+			for _, d := range ss {
+				if s, ok := d.(*socket.Socket); ok {
+					conns = append(conns, s.Conn())
+				}
+			}
+		})
+	}
+	l.br.Adapter.DisconnectSockets(fromOpts(opts), false)
+	for _, c := range conns {
+		c.Close(false)
+	}
+}
+
+func (l *local) Sockets(rooms []string) []string {
+	set := l.br.Adapter.Sockets(types.NewSet(toRooms(rooms)...))
+	out := make([]string, 0, set.Len())
+	for _, id := range set.Keys() {
+		out = append(out, string(id))
+	}
+	return out
+}
+
+func (l *local) Rooms() []string {
+	var out []string
+	l.br.Adapter.Rooms().Range(func(r socket.Room, _ *types.Set[socket.SocketId]) bool {
+		out = append(out, string(r))
+		return true
+	})
+	return out
+}
+
+func (l *local) Fetch(opts BroadcastOpts) []SocketInfo {
+	var out []SocketInfo
+	done := make(chan struct{})
+	l.br.Adapter.FetchSockets(fromOpts(opts))(func(ss []socket.SocketDetails, _ error) {
+		for _, s := range ss {
+			rooms := make([]string, 0, s.Rooms().Len())
+			for _, r := range s.Rooms().Keys() {
+				rooms = append(rooms, string(r))
+			}
+			var hs map[string]any
+			if h := s.Handshake(); h != nil {
+				hs = map[string]any{"time": h.Time, "address": h.Address, "xdomain": h.Xdomain,
+					"secure": h.Secure, "issued": h.Issued, "url": h.Url}
+			}
+			out = append(out, SocketInfo{ID: string(s.Id()), Handshake: hs, Rooms: rooms, Data: plainData(s.Data())})
+		}
+		close(done)
+	})
+	<-done
+	return out
+}
+
+// plainData exposes a socket's data to other nodes: our *User as a map.
+func plainData(v any) any {
+	if u, ok := v.(*User); ok && u != nil {
+		return map[string]any{"userId": u.ID, "name": u.Name}
+	}
+	return nil
+}
+
+func toRooms(rs []string) []socket.Room {
+	out := make([]socket.Room, len(rs))
+	for i, r := range rs {
+		out[i] = socket.Room(r)
+	}
+	return out
+}
+
+func fromOpts(o BroadcastOpts) *socket.BroadcastOptions {
+	flags := &socket.BroadcastFlags{}
+	flags.Volatile = o.Volatile
+	if o.Compress {
+		flags.Compress = new(true)
+	}
+	flags.Local = true
+	return &socket.BroadcastOptions{
+		Rooms:  types.NewSet(toRooms(o.Rooms)...),
+		Except: types.NewSet(toRooms(o.Except)...),
+		Flags:  flags,
+	}
+}
+
+func toOpts(o *socket.BroadcastOptions) BroadcastOpts {
+	var out BroadcastOpts
+	if o == nil {
+		return out
+	}
+	if o.Rooms != nil {
+		for _, r := range o.Rooms.Keys() {
+			out.Rooms = append(out.Rooms, string(r))
+		}
+	}
+	if o.Except != nil {
+		for _, r := range o.Except.Keys() {
+			out.Except = append(out.Except, string(r))
+		}
+	}
+	if o.Flags != nil {
+		out.Volatile = o.Flags.Volatile
+		out.Compress = o.Flags.Compress != nil && *o.Flags.Compress
+		out.Local = o.Flags.Local
+	}
+	return out
+}
+
+func toPacket(nsp string, p *parser.Packet) Packet {
+	data, _ := p.Data.([]any)
+	plain := make([]any, len(data))
+	for i, v := range data {
+		plain[i] = plainValue(v)
+	}
+	return Packet{Type: int(parser.EVENT), Nsp: nsp, Data: plain, ID: p.Id}
+}
+
+// plainValue turns what our handlers emit (pre-encoded JSON, binary
+// buffers) into plain values for the wire between nodes.
+func plainValue(v any) any {
+	switch x := v.(type) {
+	case json.RawMessage:
+		var out any
+		if err := json.Unmarshal(x, &out); err != nil {
+			return nil
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = plainValue(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = plainValue(e)
+		}
+		return out
+	case bytesBuffer:
+		return x.Bytes()
+	default:
+		return v
+	}
+}

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/switchboard/switchboard/adapter"
+	"github.com/switchboard/switchboard/internal/sio"
+)
+
+// stores is what ADAPTER selects: where presence, de-duplication and
+// broadcasts between nodes live, and the loops that keep them.
+type stores struct {
+	cluster  sio.Cluster
+	presence adapter.Presence
+	dedupe   adapter.Dedupe
+	run      []func(ctx context.Context, s *Server)
+}
+
+func (s *Server) stores() (stores, error) {
+	switch s.cfg.Adapter {
+	case "", "memory":
+		return stores{presence: adapter.NewMemoryPresence(), dedupe: adapter.NewMemoryDedupe()}, nil
+	case "redis", "redis-streams":
+	default:
+		return stores{}, fmt.Errorf("ADAPTER=%q: want memory, redis or redis-streams", s.cfg.Adapter)
+	}
+	opt, err := redis.ParseURL(s.cfg.RedisURL)
+	if err != nil {
+		return stores{}, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	// Fail fast while Redis is down: callers degrade to local delivery.
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, 2*time.Second, 2*time.Second
+	opt.MaxRetries = 1
+	rc := redis.NewClient(opt)
+	onErr := func(err error) { s.redisLog.warn(err, "redis") }
+	cluster := adapter.NewRedisCluster(rc, s.cfg.RedisPrefix, onErr)
+	presence := adapter.NewMemoryPresence() // interim: Redis presence lands next
+	s.ready = func() error {
+		if !cluster.Healthy() {
+			return errors.New("redis unreachable")
+		}
+		return nil
+	}
+	return stores{
+		cluster:  cluster,
+		presence: presence,
+		dedupe:   adapter.NewMemoryDedupe(),
+		run: []func(context.Context, *Server){
+			func(ctx context.Context, _ *Server) { cluster.Run(ctx) },
+			func(ctx context.Context, _ *Server) { <-ctx.Done(); _ = rc.Close() },
+		},
+	}, nil
+}
+
+// rateLog logs repeated errors at most once per period, with a count of
+// what it held back, so an outage cannot flood the logs.
+type rateLog struct {
+	log        zerolog.Logger
+	every      time.Duration
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLog) warn(err error, what string) {
+	r.mu.Lock()
+	now := time.Now()
+	if now.Sub(r.last) < r.every {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	r.log.Warn().Err(err).Int("suppressed", n).Msg(what + " error")
+}
