@@ -40,7 +40,22 @@ func (s *Server) stores() (stores, error) {
 	opt.MaxRetries = 1
 	rc := redis.NewClient(opt)
 	onErr := func(err error) { s.redisLog.warn(err, "redis") }
-	cluster := adapter.NewRedisCluster(rc, s.cfg.RedisPrefix, onErr)
+	var cluster interface {
+		sio.Cluster
+		Healthy() bool
+		Run(context.Context)
+	}
+	if s.cfg.Adapter == "redis-streams" {
+		ropt := *opt
+		ropt.ReadTimeout = 5 * time.Second // above the XREAD block time
+		reader := redis.NewClient(&ropt)
+		cluster = adapter.NewRedisStreamsCluster(rc, reader, adapter.StreamsOptions{
+			Prefix: s.cfg.RedisPrefix, RecoveryWindow: s.cfg.RecoveryWindow, OnError: onErr,
+		})
+		go func() { <-context.Background().Done(); _ = reader.Close() }()
+	} else {
+		cluster = adapter.NewRedisCluster(rc, s.cfg.RedisPrefix, onErr)
+	}
 	presence := adapter.NewMemoryPresence() // interim: Redis presence lands next
 	s.ready = func() error {
 		if !cluster.Healthy() {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gorilla/websocket"
 )
@@ -37,6 +38,8 @@ type Client struct {
 	Events       chan Event    // server events, in arrival order
 	Disconnected chan struct{} // closed when the server sends DISCONNECT or the connection ends
 	SID          string        // Socket.IO session id after CONNECT
+	PID          string        // private session id (connection state recovery), if the server sent one
+	offset       atomic.Value  // string: last recovery offset received
 	done         chan struct{}
 	closeOnce    sync.Once
 	reason       error // why the read loop ended; read after Disconnected is closed
@@ -76,6 +79,7 @@ func Dial(ctx context.Context, baseURL, path, nsp string, auth any, header http.
 		ws.Close()
 		return nil, err
 	}
+	var early []string
 	for {
 		_, msg, err := ws.ReadMessage()
 		if err != nil {
@@ -89,12 +93,18 @@ func Dial(ctx context.Context, baseURL, path, nsp string, auth any, header http.
 		}
 		typ, body := c.strip(s)
 		switch typ {
+		case "2": // events before CONNECT (a recovered session's missed packets): keep for later
+			early = append(early, s)
 		case "0":
 			var v struct {
 				SID string `json:"sid"`
+				PID string `json:"pid"`
 			}
 			_ = json.Unmarshal([]byte(body), &v)
-			c.SID = v.SID
+			c.SID, c.PID = v.SID, v.PID
+			for _, f := range early {
+				c.handle(f)
+			}
 			go c.readLoop()
 			return c, nil
 		case "4":
@@ -205,43 +215,68 @@ func (c *Client) readLoop() {
 			_ = c.write("3")
 			continue
 		}
-		typ, body := c.strip(s)
-		switch typ {
-		case "1": // DISCONNECT
+		if !c.handle(s) {
 			c.reason = errors.New("server disconnect")
 			return
-		case "2": // EVENT
-			var arr []json.RawMessage
-			if json.Unmarshal([]byte(body), &arr) != nil || len(arr) == 0 {
-				continue
-			}
-			var name string
-			_ = json.Unmarshal(arr[0], &name)
-			select {
-			case c.Events <- Event{Name: name, Args: arr[1:]}:
-			default: // a test not reading events must not stall acks
-			}
-		case "3": // ACK
-			i := strings.IndexByte(body, '[')
-			if i <= 0 {
-				continue
-			}
-			id, err := strconv.ParseUint(body[:i], 10, 64)
-			if err != nil {
-				continue
-			}
-			var arr []json.RawMessage
-			_ = json.Unmarshal([]byte(body[i:]), &arr)
-			c.mu.Lock()
-			ch := c.acks[id]
-			delete(c.acks, id)
-			c.mu.Unlock()
-			if ch != nil && len(arr) > 0 {
-				ch <- arr[0]
-			}
 		}
 	}
 }
+
+// handle processes one frame after CONNECT; false means DISCONNECT.
+func (c *Client) handle(s string) bool {
+	typ, body := c.strip(s)
+	switch typ {
+	case "1": // DISCONNECT
+		return false
+	case "2": // EVENT
+		var arr []json.RawMessage
+		if json.Unmarshal([]byte(body), &arr) != nil || len(arr) == 0 {
+			return true
+		}
+		var name string
+		_ = json.Unmarshal(arr[0], &name)
+		// As socket.io-client does: with a pid, the last argument is the offset.
+		if c.PID != "" && len(arr) > 2 && len(arr[len(arr)-1]) > 0 && arr[len(arr)-1][0] == '"' {
+			var off string
+			_ = json.Unmarshal(arr[len(arr)-1], &off)
+			c.offset.Store(off)
+			arr = arr[:len(arr)-1]
+		}
+		select {
+		case c.Events <- Event{Name: name, Args: arr[1:]}:
+		default: // a test not reading events must not stall acks
+		}
+	case "3": // ACK
+		i := strings.IndexByte(body, '[')
+		if i <= 0 {
+			return true
+		}
+		id, err := strconv.ParseUint(body[:i], 10, 64)
+		if err != nil {
+			return true
+		}
+		var arr []json.RawMessage
+		_ = json.Unmarshal([]byte(body[i:]), &arr)
+		c.mu.Lock()
+		ch := c.acks[id]
+		delete(c.acks, id)
+		c.mu.Unlock()
+		if ch != nil && len(arr) > 0 {
+			ch <- arr[0]
+		}
+	}
+	return true
+}
+
+// Offset is the last recovery offset received ("" if none).
+func (c *Client) Offset() string {
+	s, _ := c.offset.Load().(string)
+	return s
+}
+
+// Recovered reports whether the server resumed the session given in the
+// auth payload (the CONNECT reply carried the same sid).
+func (c *Client) Recovered(previousSID string) bool { return c.SID == previousSID }
 
 // Close closes the WebSocket without a DISCONNECT packet (a transport drop).
 func (c *Client) Close() error { return c.ws.Close() }

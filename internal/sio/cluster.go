@@ -2,6 +2,8 @@ package sio
 
 import (
 	"encoding/json"
+	"reflect"
+	"sync"
 
 	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -16,6 +18,9 @@ type Packet struct {
 	Nsp  string  // namespace
 	Data []any   // [event, args...]
 	ID   *uint64 // set for broadcasts with acks (not used yet)
+	// Offset is the packet's position in a cluster-wide log (LogLink); the
+	// recipients get it as the last argument, for connection state recovery.
+	Offset string
 }
 
 // BroadcastOpts selects recipients the way Socket.IO adapters do.
@@ -61,6 +66,13 @@ type Cluster interface {
 	Attach(nsp string, local Local) Link
 }
 
+// LogCluster is a Cluster whose links are LogLinks: with connection state
+// recovery on, the cluster (not the node) keeps sessions and missed packets.
+type LogCluster interface {
+	Cluster
+	AttachLog(nsp string, local Local) LogLink
+}
+
 // Link is one namespace's connection to the cluster.
 type Link interface {
 	// Publish sends a broadcast this node originated to the other nodes.
@@ -69,11 +81,42 @@ type Link interface {
 	Close()
 }
 
+// LogLink is a Link over a cluster-wide log (Redis streams): broadcasts get
+// an offset, and sessions are kept in the cluster so that a client recovers
+// on any node, even after its node died.
+type LogLink interface {
+	Link
+	// Append publishes a broadcast and returns its offset.
+	Append(p Packet, opts BroadcastOpts) (offset string, err error)
+	// SaveSession records a connected session (at connect and whenever its
+	// rooms change), so it survives its node.
+	SaveSession(s Session)
+	// PersistSession records a session that just disconnected.
+	PersistSession(s Session)
+	// DropSession forgets a session that ended for good.
+	DropSession(pid string)
+	// RestoreSession returns the session and the packets it missed after
+	// offset (each the packet's Data with its offset appended), or nil.
+	RestoreSession(pid, offset string) (*Session, error)
+}
+
+// Session is a connection's recoverable state.
+type Session struct {
+	Sid    string
+	Pid    string
+	Rooms  []string
+	Data   any   // plain values (see plainData)
+	Missed []any // restored only: missed packets' data
+}
+
 // bridge is the engine adapter of a clustered namespace: the engine's own
 // adapter for local work, plus the Link for everything that crosses nodes.
 type bridge struct {
 	socket.Adapter
-	link Link
+	link      Link
+	log       LogLink // set when the cluster keeps sessions (recovery on a LogCluster)
+	recovery  bool
+	persisted sync.Map // sid -> struct{}: PersistSession ran, the session must outlive DelAll
 }
 
 type bridgeBuilder struct {
@@ -82,26 +125,124 @@ type bridgeBuilder struct {
 }
 
 func (b *bridgeBuilder) New(nsp socket.Namespace) socket.Adapter {
+	lc, isLog := b.cluster.(LogCluster)
 	var base socket.Adapter
-	if b.recovery {
-		base = socket.MakeSessionAwareAdapter()
+	if b.recovery && !isLog {
+		base = socket.MakeSessionAwareAdapter() // sessions and missed packets kept on this node
 	} else {
 		base = socket.MakeAdapter()
 	}
-	br := &bridge{Adapter: base}
+	br := &bridge{Adapter: base, recovery: b.recovery}
 	br.Prototype(br)
 	br.Construct(nsp)
-	br.link = b.cluster.Attach(nsp.Name(), &local{br: br})
+	if isLog && b.recovery {
+		br.log = lc.AttachLog(nsp.Name(), &local{br: br})
+		br.link = br.log
+	} else {
+		br.link = b.cluster.Attach(nsp.Name(), &local{br: br})
+	}
 	return br
 }
 
 // Broadcast publishes first (before the session-aware base appends its
-// recovery offset to the packet), then delivers locally.
+// recovery offset to the packet), then delivers locally. On a log, the
+// offset the cluster assigned is what local recipients get too.
 func (b *bridge) Broadcast(p *parser.Packet, opts *socket.BroadcastOptions) {
-	if b.link != nil && !(opts != nil && opts.Flags != nil && opts.Flags.Local) {
+	if b.link == nil || (opts != nil && opts.Flags != nil && opts.Flags.Local) {
+		b.Adapter.Broadcast(p, opts)
+		return
+	}
+	if b.log != nil {
+		off, err := b.log.Append(toPacket(b.Nsp().Name(), p), toOpts(opts))
+		if data, ok := p.Data.([]any); ok && err == nil && recoverable(p, opts) {
+			p.Data = append(data, off)
+		}
+	} else {
 		b.link.Publish(toPacket(b.Nsp().Name(), p), toOpts(opts))
 	}
 	b.Adapter.Broadcast(p, opts)
+}
+
+// recoverable packets carry an offset: events without ack, not volatile.
+func recoverable(p *parser.Packet, opts *socket.BroadcastOptions) bool {
+	return p.Type == parser.EVENT && p.Id == nil && !(opts != nil && opts.Flags != nil && opts.Flags.Volatile)
+}
+
+// AddAll, Del and DelAll keep the cluster's copy of the session current.
+func (b *bridge) AddAll(id socket.SocketId, rooms *types.Set[socket.Room]) {
+	b.Adapter.AddAll(id, rooms)
+	b.saveSession(id)
+}
+
+func (b *bridge) Del(id socket.SocketId, room socket.Room) {
+	b.Adapter.Del(id, room)
+	b.saveSession(id)
+}
+
+func (b *bridge) DelAll(id socket.SocketId) {
+	if b.log != nil {
+		if _, kept := b.persisted.LoadAndDelete(id); !kept {
+			if s, ok := b.Nsp().Sockets().Load(id); ok {
+				b.log.DropSession(socketPid(s))
+			}
+		}
+	}
+	b.Adapter.DelAll(id)
+}
+
+func (b *bridge) saveSession(id socket.SocketId) {
+	if b.log == nil {
+		return
+	}
+	s, ok := b.Nsp().Sockets().Load(id)
+	if !ok || !s.Connected() {
+		return
+	}
+	b.log.SaveSession(Session{Sid: string(id), Pid: socketPid(s), Rooms: roomsOf(b.Adapter.SocketRooms(id)), Data: plainData(s.Data())})
+}
+
+func (b *bridge) PersistSession(s *socket.SessionToPersist) {
+	if b.log == nil {
+		b.Adapter.PersistSession(s)
+		return
+	}
+	b.persisted.Store(s.Sid, struct{}{})
+	b.log.PersistSession(Session{Sid: string(s.Sid), Pid: string(s.Pid), Rooms: roomsOf(s.Rooms), Data: plainData(s.Data)})
+}
+
+func (b *bridge) RestoreSession(pid socket.PrivateSessionId, offset string) (*socket.Session, error) {
+	if b.log == nil {
+		return b.Adapter.RestoreSession(pid, offset)
+	}
+	got, err := b.log.RestoreSession(string(pid), offset)
+	if err != nil || got == nil {
+		return nil, err
+	}
+	rooms := types.NewSet[socket.Room]()
+	for _, r := range got.Rooms {
+		rooms.Add(socket.Room(r))
+	}
+	return &socket.Session{
+		SessionToPersist: &socket.SessionToPersist{Sid: socket.SocketId(got.Sid), Pid: pid, Rooms: rooms, Data: userFromPlain(got.Data)},
+		MissedPackets:    got.Missed,
+	}, nil
+}
+
+func roomsOf(set *types.Set[socket.Room]) []string {
+	if set == nil {
+		return nil
+	}
+	out := make([]string, 0, set.Len())
+	for _, r := range set.Keys() {
+		out = append(out, string(r))
+	}
+	return out
+}
+
+// socketPid reads the socket's private session id, which the engine keeps
+// unexported (v3.0.6 socket.go: pid); our own engine will expose it.
+func socketPid(s *socket.Socket) string {
+	return reflect.ValueOf(s).Elem().FieldByName("pid").String()
 }
 
 func (b *bridge) Close() {
@@ -115,8 +256,11 @@ func (b *bridge) Close() {
 type local struct{ br *bridge }
 
 func (l *local) Deliver(p Packet, opts BroadcastOpts) {
-	data := make([]any, len(p.Data))
+	data := make([]any, len(p.Data), len(p.Data)+1)
 	copy(data, p.Data)
+	if p.Offset != "" && l.br.recovery {
+		data = append(data, p.Offset)
+	}
 	l.br.Adapter.Broadcast(&parser.Packet{Type: parser.EVENT, Nsp: l.br.Nsp().Name(), Data: data}, fromOpts(opts))
 }
 
@@ -198,6 +342,16 @@ func plainData(v any) any {
 		return map[string]any{"userId": u.ID, "name": u.Name}
 	}
 	return nil
+}
+
+func userFromPlain(v any) *User {
+	m, _ := v.(map[string]any)
+	id, _ := m["userId"].(string)
+	name, _ := m["name"].(string)
+	if id == "" {
+		return nil
+	}
+	return &User{ID: id, Name: name}
 }
 
 func toRooms(rs []string) []socket.Room {
