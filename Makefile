@@ -7,7 +7,7 @@ ADDR    ?= :3000
 # Debian packages the tests need (redis/haproxy/nginx for the cluster tests, chromium for the page).
 APT_PKGS := redis-server haproxy nginx chromium
 
-.PHONY: all build run test deps deps-apt deps-node deps-go test-go test-node test-browser vet clean
+.PHONY: all build run cluster bench test deps deps-apt deps-node deps-go test-go test-node test-cluster test-browser vet clean
 
 all: build
 
@@ -17,6 +17,14 @@ build:
 
 run: build
 	LOG_FORMAT=$${LOG_FORMAT:-console} ADDR=$(ADDR) $(BIN)/switchboard
+
+# Redis, three nodes and HAProxy on loopback, for people to try (Ctrl-C stops all).
+cluster: build
+	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard deploy/cluster.sh
+
+# Benchmarks against the Node socket.io reference (not part of `make test`).
+bench: build
+	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard compat-tests/bench/run-bench.sh $(BENCH_ARGS)
 
 deps: deps-apt deps-node deps-go
 
@@ -46,16 +54,20 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
+# Tests that need Redis fail (not skip) when redis-server is missing.
 test-go:
-	$(GO) test -race -count=1 ./...
+	SWITCHBOARD_REQUIRE_REDIS=1 $(GO) test -race -count=1 ./...
 
 test-node: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed npm test
 
+test-cluster: build
+	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard npm run test:cluster
+
 test-browser: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard npm run test:browser
 
-test: deps vet test-go test-node test-browser
+test: deps vet test-go test-node test-cluster test-browser
 
 clean:
 	rm -rf .tmp bin

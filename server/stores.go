@@ -23,6 +23,13 @@ type stores struct {
 	run      []func(ctx context.Context, s *Server)
 }
 
+// clusterLoop is a cluster with a receive loop and a health signal.
+type clusterLoop interface {
+	sio.Cluster
+	Healthy() bool
+	Run(context.Context)
+}
+
 func (s *Server) stores() (stores, error) {
 	switch s.cfg.Adapter {
 	case "", "memory":
@@ -38,27 +45,28 @@ func (s *Server) stores() (stores, error) {
 	// Fail fast while Redis is down: callers degrade to local delivery.
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, 2*time.Second, 2*time.Second
 	opt.MaxRetries = 1
+	opt.ContextTimeoutEnabled = true
 	rc := redis.NewClient(opt)
+	clients := []*redis.Client{rc}
 	onErr := func(err error) { s.redisLog.warn(err, "redis") }
-	var cluster interface {
-		sio.Cluster
-		Healthy() bool
-		Run(context.Context)
-	}
+
+	var cluster clusterLoop
 	if s.cfg.Adapter == "redis-streams" {
 		ropt := *opt
 		ropt.ReadTimeout = 5 * time.Second // above the XREAD block time
 		reader := redis.NewClient(&ropt)
+		clients = append(clients, reader)
 		cluster = adapter.NewRedisStreamsCluster(rc, reader, adapter.StreamsOptions{
 			Prefix: s.cfg.RedisPrefix, RecoveryWindow: s.cfg.RecoveryWindow, OnError: onErr,
 		})
-		go func() { <-context.Background().Done(); _ = reader.Close() }()
 	} else {
 		cluster = adapter.NewRedisCluster(rc, s.cfg.RedisPrefix, onErr)
 	}
-	presence := adapter.NewMemoryPresence() // interim: Redis presence lands next
+	presence := adapter.NewRedisPresence(rc, adapter.RedisPresenceOptions{
+		Prefix: s.cfg.RedisPrefix, NodeID: s.cfg.NodeID, OnError: onErr,
+	})
 	s.ready = func() error {
-		if !cluster.Healthy() {
+		if !cluster.Healthy() || !presence.Healthy() {
 			return errors.New("redis unreachable")
 		}
 		return nil
@@ -66,10 +74,16 @@ func (s *Server) stores() (stores, error) {
 	return stores{
 		cluster:  cluster,
 		presence: presence,
-		dedupe:   adapter.NewMemoryDedupe(),
+		dedupe:   adapter.NewRedisDedupe(rc, s.cfg.RedisPrefix, onErr),
 		run: []func(context.Context, *Server){
 			func(ctx context.Context, _ *Server) { cluster.Run(ctx) },
-			func(ctx context.Context, _ *Server) { <-ctx.Done(); _ = rc.Close() },
+			func(ctx context.Context, s *Server) { presence.Run(ctx, s.rooms.UserGone) },
+			func(ctx context.Context, _ *Server) {
+				<-ctx.Done()
+				for _, c := range clients {
+					_ = c.Close()
+				}
+			},
 		},
 	}, nil
 }
