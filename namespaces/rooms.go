@@ -137,10 +137,21 @@ func rooms(c *sio.Conn) joined {
 	return j
 }
 
+// Session is the first event of a new (not recovered) connection. Besides
+// telling the client who it is, it carries a recovery offset: a client that
+// drops before any room event arrives still resumes its session.
+type Session struct {
+	UserID string `json:"userId"`
+	Name   string `json:"name"`
+}
+
 func (r *Rooms) connected(ctx context.Context, c *sio.Conn) {
 	u := c.User()
 	c.Join(UserRoom(u.ID))
 	if !c.Recovered() {
+		if err := c.Emit("session", Session{UserID: u.ID, Name: u.Name}); err != nil {
+			r.cfg.OnError(err)
+		}
 		return
 	}
 	// A recovered session got its rooms back from the engine: restore presence.
@@ -292,7 +303,9 @@ func (r *Rooms) dropPresence(ctx context.Context, c *sio.Conn, room string) {
 		return
 	}
 	if last {
-		r.UserGone(room, u.ID, u.Name)
+		// Not to the leaving connection itself: a recovered session would
+		// otherwise replay its own user-left.
+		r.emit(r.ns.To(room).Except(c.ID()), "user-left", MemberRef{RoomID: room, UserID: u.ID, Name: u.Name})
 	}
 }
 

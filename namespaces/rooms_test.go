@@ -52,6 +52,10 @@ func connect(t *testing.T, url, user string, extra ...any) *rawclient.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// The first event of a new connection says who it is (and carries a recovery offset).
+	if e, err := c.Next(ctx); err != nil || e.Name != "session" || string(e.Args[0]) != `{"userId":"`+user+`","name":"N-`+user+`"}` {
+		t.Fatalf("first event = %+v, %v", e, err)
+	}
 	return c
 }
 

@@ -135,10 +135,12 @@ func (b *bridgeBuilder) New(nsp socket.Namespace) socket.Adapter {
 	br := &bridge{Adapter: base, recovery: b.recovery}
 	br.Prototype(br)
 	br.Construct(nsp)
-	if isLog && b.recovery {
+	switch {
+	case b.cluster == nil: // one node: the bridge only adds the session takeover below
+	case isLog && b.recovery:
 		br.log = lc.AttachLog(nsp.Name(), &local{br: br})
 		br.link = br.log
-	} else {
+	default:
 		br.link = b.cluster.Attach(nsp.Name(), &local{br: br})
 	}
 	return br
@@ -210,7 +212,13 @@ func (b *bridge) PersistSession(s *socket.SessionToPersist) {
 	b.log.PersistSession(Session{Sid: string(s.Sid), Pid: string(s.Pid), Rooms: roomsOf(s.Rooms), Data: plainData(s.Data)})
 }
 
+// RestoreSession first ends a still-live socket holding the session: its
+// client came back over a new transport before this node noticed the old
+// one was dead (a long-polling client cut between two polls is only noticed
+// at the ping timeout). Closing it persists the session, which is then
+// restored with everything the dead transport did not deliver.
 func (b *bridge) RestoreSession(pid socket.PrivateSessionId, offset string) (*socket.Session, error) {
+	b.takeOver(string(pid))
 	if b.log == nil {
 		return b.Adapter.RestoreSession(pid, offset)
 	}
@@ -237,6 +245,23 @@ func roomsOf(set *types.Set[socket.Room]) []string {
 		out = append(out, string(r))
 	}
 	return out
+}
+
+func (b *bridge) takeOver(pid string) {
+	if pid == "" {
+		return
+	}
+	var stale *socket.Socket
+	b.Nsp().Sockets().Range(func(_ socket.SocketId, s *socket.Socket) bool {
+		if socketPid(s) == pid {
+			stale = s
+			return false
+		}
+		return true
+	})
+	if stale != nil && stale.Connected() {
+		stale.Conn().Close(true) // discard: "forced close", a recoverable reason
+	}
 }
 
 // socketPid reads the socket's private session id, which the engine keeps

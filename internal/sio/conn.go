@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 )
 
@@ -22,6 +23,7 @@ type Conn struct {
 	mu         sync.Mutex
 	values     map[any]any
 	closed     bool
+	kicked     bool // DISCONNECT sent; events are ignored from then on
 	running    bool // a handler of this connection is on the stack
 	disconnect bool // Disconnect was asked while running
 }
@@ -101,9 +103,30 @@ func (c *Conn) Disconnect() {
 		return
 	}
 	c.mu.Unlock()
-	// Disconnect(false): Disconnect(true) closes the transport before the
-	// DISCONNECT packet is flushed and the client would reconnect.
-	c.sock.Disconnect(false)
+	c.kick()
+}
+
+// kickGrace is how long a disconnected namespace stays registered in the
+// engine, absorbing the events the client sent before it saw DISCONNECT.
+const kickGrace = 2 * time.Second
+
+// kick sends DISCONNECT at once, after anything already written (acks
+// included), and ignores the connection's events from then on. The engine's
+// own Disconnect(false) unregisters the namespace immediately: a packet the
+// client sent meanwhile then makes the engine close the whole connection,
+// and its WebSocket close drops frames still queued for writing (v3.0.6
+// transports/websocket.go DoClose), the DISCONNECT among them, so the client
+// saw "transport close" and reconnected. Disconnect(true) has the same flaw.
+func (c *Conn) kick() {
+	c.mu.Lock()
+	if c.kicked || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.kicked = true
+	c.mu.Unlock()
+	c.sock.Client().WriteToEngine(c.n.srv.io.Encoder().Encode(&parser.Packet{Type: parser.DISCONNECT, Nsp: c.n.name}), &socket.WriteOptions{})
+	time.AfterFunc(kickGrace, func() { c.sock.Disconnect(false) })
 }
 
 // Value returns the connection-local value stored under key.
@@ -167,7 +190,7 @@ func (c *Conn) unknownEvent(args ...any) {
 // dispatch runs on the connection's queue: interceptors, handler, ack.
 func (c *Conn) dispatch(event string, h eventHandler, args []any, ack socket.Ack) {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || c.kicked {
 		c.mu.Unlock()
 		return
 	}
@@ -207,7 +230,7 @@ func (c *Conn) dispatch(event string, h eventHandler, args []any, ack socket.Ack
 	c.disconnect = false
 	c.mu.Unlock()
 	if disconnect {
-		c.sock.Disconnect(false)
+		c.kick()
 	}
 }
 

@@ -137,9 +137,7 @@ func NewServer(opts Options) *Server {
 	if opts.Cookie != nil {
 		so.SetCookie(opts.Cookie)
 	}
-	if opts.Cluster != nil {
-		so.SetAdapter(&bridgeBuilder{cluster: opts.Cluster, recovery: opts.RecoveryWindow > 0})
-	}
+	so.SetAdapter(&bridgeBuilder{cluster: opts.Cluster, recovery: opts.RecoveryWindow > 0})
 	if allow := opts.AllowRequest; allow != nil {
 		so.SetAllowRequest(func(ctx *types.HttpContext) error { return allow(ctx.Request()) })
 	}
@@ -159,7 +157,36 @@ func NewServer(opts Options) *Server {
 func (s *Server) Path() string { return s.opts.Path }
 
 // Handler serves the Engine.IO endpoint; mount it at Path.
-func (s *Server) Handler() http.Handler { return s.http }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// serveHTTP closes a long-polling session whose pending poll the client
+// aborted (its TCP connection dropped), as Node does. The engine notices
+// only at the next ping timeout, so the client came back before its old
+// session was closed and could not recover it.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	sid := q.Get("sid")
+	if r.Method != http.MethodGet || sid == "" || q.Get("transport") != "polling" {
+		s.http.ServeHTTP(w, r)
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-r.Context().Done():
+			select {
+			case <-done: // the poll completed normally
+			default:
+				if c, ok := s.io.Engine().Clients().Load(sid); ok && c.Transport() != nil && c.Transport().Name() == "polling" {
+					c.Close(true)
+				}
+			}
+		}
+	}()
+	s.http.ServeHTTP(w, r)
+	close(done)
+}
 
 // Use adds a connect middleware run for every namespace, before the
 // namespace's own ones, in the order added.
@@ -198,6 +225,9 @@ func (s *Server) Drain(ctx context.Context, spread time.Duration) error {
 	}
 	step := spread / time.Duration(len(clients))
 	for i, c := range clients {
+		if c.ReadyState() != "open" {
+			continue // gone already: no need to wait for it
+		}
 		if i > 0 && step > 0 {
 			t := time.NewTimer(step)
 			select {
