@@ -45,6 +45,7 @@ type Config struct {
 	RedisURL          string        // REDIS_URL
 	RedisPrefix       string        // REDIS_PREFIX
 	StickyCookie      string        // STICKY_COOKIE
+	PprofAddr         string        // PPROF_ADDR
 }
 
 // setting describes one configuration knob once: for flags, environment
@@ -119,6 +120,7 @@ func settings() []setting {
 		{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis for the redis adapters", str(func(c *Config) *string { return &c.RedisURL })},
 		{"REDIS_PREFIX", "socket.io", "key and channel prefix (the Node adapter's default, for interoperation)", str(func(c *Config) *string { return &c.RedisPrefix })},
 		{"STICKY_COOKIE", "", "name of a cookie set to NODE_ID on the handshake, for cookie-sticky load balancers (empty: none)", str(func(c *Config) *string { return &c.StickyCookie })},
+		{"PPROF_ADDR", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (empty: off)", str(func(c *Config) *string { return &c.PprofAddr })},
 		{"LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 		{"LOG_FORMAT", "json", "json, or console for humans", str(func(c *Config) *string { return &c.LogFormat })},
 	}

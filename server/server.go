@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync/atomic"
 	"time"
@@ -253,6 +254,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(&countingListener{Listener: ln, m: s.metrics}) }()
+	if s.cfg.PprofAddr != "" {
+		go s.servePprof(ctx)
+	}
 	s.log.Info().Str("addr", ln.Addr().String()).Str("node", s.cfg.NodeID).Str("path", s.io.Path()).
 		Bool("dev_mode", s.devMode).Msg("switchboard listening")
 	select {
@@ -267,6 +271,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		_ = hs.Close()
 	}
 	return nil
+}
+
+// servePprof serves profiles on their own address, never on the public one.
+func (s *Server) servePprof(ctx context.Context) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ps := &http.Server{Addr: s.cfg.PprofAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); _ = ps.Close() }()
+	s.log.Info().Str("addr", s.cfg.PprofAddr).Msg("pprof listening")
+	if err := ps.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error().Err(err).Msg("pprof server")
+	}
 }
 
 // Shutdown drains the node like a lame duck: /readyz answers 503 and new
