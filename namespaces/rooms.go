@@ -4,6 +4,8 @@ package namespaces
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -104,6 +106,28 @@ type MessageIn struct {
 	RoomID   *string `json:"roomId"`
 	Text     *string `json:"text"`
 	ClientID *string `json:"clientId"`
+}
+
+// DecodeArg implements sio.ArgDecoder: messages are the hot path, so they
+// are read from the decoded map directly (same rules as JSON decoding).
+func (m *MessageIn) DecodeArg(v any) error {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return errors.New("message must be an object")
+	}
+	for _, f := range []struct {
+		key string
+		dst **string
+	}{{"roomId", &m.RoomID}, {"text", &m.Text}, {"clientId", &m.ClientID}} {
+		switch x := obj[f.key].(type) {
+		case nil:
+		case string:
+			*f.dst = &x
+		default:
+			return fmt.Errorf("field %q must be a string", f.key)
+		}
+	}
+	return nil
 }
 
 // Message is what room members receive.

@@ -32,6 +32,13 @@ func normalize(v any) any {
 	}
 }
 
+// ArgDecoder is implemented (on the pointer) by payload types that decode
+// themselves from the engine's plain values (map[string]any, []any, string,
+// float64, bool, nil, []byte), skipping the JSON round trip of the default.
+type ArgDecoder interface {
+	DecodeArg(v any) error
+}
+
 // decodeArg converts one event argument into T. A missing or null argument is
 // a bad request unless T can hold nil. []byte fields in T receive binary
 // attachments (the JSON round trip carries them as base64).
@@ -51,6 +58,11 @@ func decodeArg[T any](args []any) (T, error) {
 	}
 	// Fast paths for the common shapes: no JSON round trip.
 	switch p := any(&out).(type) {
+	case ArgDecoder:
+		if err := p.DecodeArg(arg); err != nil {
+			return out, Errorf(CodeBadRequest, "payload has the wrong shape: %s", err.Error())
+		}
+		return out, nil
 	case *any:
 		*p = arg
 		return out, nil
