@@ -131,7 +131,7 @@ func (r *RedisCluster) Run(ctx context.Context) {
 	if err := ps.Subscribe(ctx, chans...); err != nil {
 		r.onError(err)
 	}
-	backoff := 100 * time.Millisecond
+	var b backoff
 	for ctx.Err() == nil {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
@@ -140,19 +140,14 @@ func (r *RedisCluster) Run(ctx context.Context) {
 			}
 			r.healthy.Store(false)
 			r.onError(err)
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !b.wait(ctx) {
 				return
-			case <-t.C:
 			}
-			backoff = min(backoff*2, 5*time.Second)
 			// A ping through the pub/sub connection reconnects and re-subscribes.
 			_ = ps.Ping(ctx)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		b.reset()
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			r.healthy.Store(true)
@@ -164,6 +159,27 @@ func (r *RedisCluster) Run(ctx context.Context) {
 		}
 	}
 }
+
+// backoff spaces retries while Redis is unreachable: 100 ms, doubling to 5 s.
+type backoff struct{ d time.Duration }
+
+// wait sleeps the current delay and doubles it; false when ctx ended.
+func (b *backoff) wait(ctx context.Context) bool {
+	if b.d == 0 {
+		b.d = 100 * time.Millisecond
+	}
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	b.d = min(b.d*2, 5*time.Second)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (b *backoff) reset() { b.d = 0 }
 
 func (r *RedisCluster) dispatch(m *redis.Message) {
 	ch := m.Channel

@@ -99,7 +99,7 @@ const blockTime = 2 * time.Second
 func (r *RedisStreamsCluster) Run(ctx context.Context) {
 	go r.refreshLoop(ctx)
 	last := "$"
-	backoff := 100 * time.Millisecond
+	var b backoff
 	for ctx.Err() == nil {
 		res, err := r.reader.XRead(ctx, &redis.XReadArgs{Streams: []string{r.stream, last}, Count: 100, Block: blockTime}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
@@ -108,17 +108,12 @@ func (r *RedisStreamsCluster) Run(ctx context.Context) {
 			}
 			r.healthy.Store(false)
 			r.onError(err)
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !b.wait(ctx) {
 				return
-			case <-t.C:
 			}
-			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		b.reset()
 		r.healthy.Store(true)
 		for _, s := range res {
 			for _, m := range s.Messages {
