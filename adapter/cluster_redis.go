@@ -224,10 +224,8 @@ func (r *RedisCluster) onBroadcast(channel string, payload []byte) {
 	if err := msgpack.Unmarshal(payload, &msg); err != nil || len(msg) < 3 {
 		return
 	}
-	var uid string
-	if msgpack.Unmarshal(msg[0], &uid) == nil && uid == r.uid {
-		return
-	}
+	// Our own broadcasts come back too: delivering them from here gives every
+	// node's members the same (Redis) order.
 	var pkt map[string]any
 	if err := msgpack.Unmarshal(msg[1], &pkt); err != nil || pkt == nil {
 		return
@@ -295,19 +293,19 @@ var errClusterDown = errors.New("cluster: redis unavailable, broadcast delivered
 
 // Publish implements sio.Link: the broadcast is on Redis when it returns
 // (so a message acknowledged to its sender survives this node's death).
-func (l *redisLink) Publish(p sio.Packet, opts sio.BroadcastOpts) {
+func (l *redisLink) Publish(p sio.Packet, opts sio.BroadcastOpts) bool {
 	// A socket's private room lives on this node only: nothing to publish.
 	if len(opts.Rooms) == 1 && len(opts.Except) == 0 && l.isLocalSocket(opts.Rooms[0]) {
-		return
+		return false
 	}
 	if !l.r.healthy.Load() {
 		l.r.onError(errClusterDown)
-		return
+		return false
 	}
 	payload, err := l.encode(p, opts)
 	if err != nil {
 		l.r.onError(err)
-		return
+		return false
 	}
 	channel := l.channel
 	if len(opts.Rooms) == 1 {
@@ -318,7 +316,9 @@ func (l *redisLink) Publish(p sio.Packet, opts sio.BroadcastOpts) {
 	if err := l.r.c.Publish(ctx, channel, payload).Err(); err != nil {
 		l.r.healthy.Store(false)
 		l.r.onError(err)
+		return false
 	}
+	return true
 }
 
 func (l *redisLink) isLocalSocket(room string) bool {

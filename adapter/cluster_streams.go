@@ -41,6 +41,13 @@ type RedisStreamsCluster struct {
 	links map[string]*streamLink
 	live  map[string][]byte // pid -> encoded session of connected sockets (refreshed)
 
+	// deliverMu is held while the read loop delivers a batch, and by a
+	// restore from its replay until the restored socket is registered, so
+	// that every entry reaches it exactly once (replayed or live).
+	deliverMu     sync.Mutex
+	lastDelivered atomic.Value // string: id of the last entry delivered here
+	restoring     map[string]*time.Timer
+
 	healthy atomic.Bool
 }
 
@@ -70,7 +77,8 @@ func NewRedisStreamsCluster(c, reader redis.UniversalClient, o StreamsOptions) *
 	}
 	r := &RedisStreamsCluster{c: c, reader: reader, stream: o.Prefix, keyPfx: o.Prefix + ":sio:session:",
 		uid: randomUID(), window: o.RecoveryWindow, maxLen: o.MaxLen, onError: o.OnError,
-		links: map[string]*streamLink{}, live: map[string][]byte{}}
+		links: map[string]*streamLink{}, live: map[string][]byte{}, restoring: map[string]*time.Timer{}}
+	r.lastDelivered.Store("")
 	r.healthy.Store(true)
 	return r
 }
@@ -115,20 +123,23 @@ func (r *RedisStreamsCluster) Run(ctx context.Context) {
 		}
 		b.reset()
 		r.healthy.Store(true)
+		r.deliverMu.Lock()
 		for _, s := range res {
 			for _, m := range s.Messages {
 				last = m.ID
 				r.onEntry(m)
 			}
 		}
+		if last != "$" {
+			r.lastDelivered.Store(last)
+		}
+		r.deliverMu.Unlock()
 	}
 }
 
+// onEntry delivers an entry to this node's sockets, our own broadcasts
+// included: every node delivers in stream order.
 func (r *RedisStreamsCluster) onEntry(m redis.XMessage) {
-	uid, _ := m.Values["uid"].(string)
-	if uid == r.uid {
-		return // the origin delivered it already, with this offset
-	}
 	nsp, _ := m.Values["nsp"].(string)
 	r.mu.Lock()
 	l := r.links[nsp]
@@ -228,7 +239,10 @@ type streamLink struct {
 }
 
 // Publish implements sio.Link.
-func (l *streamLink) Publish(p sio.Packet, opts sio.BroadcastOpts) { _, _ = l.Append(p, opts) }
+func (l *streamLink) Publish(p sio.Packet, opts sio.BroadcastOpts) bool {
+	_, err := l.Append(p, opts)
+	return err == nil
+}
 
 // Append implements sio.LogLink: XADD, returning the entry id.
 func (l *streamLink) Append(p sio.Packet, opts sio.BroadcastOpts) (string, error) {
@@ -393,10 +407,14 @@ func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
 	for _, room := range ws.Rooms {
 		rooms[room] = true
 	}
+	// Replay what this node's read loop has delivered since offset; what
+	// comes after is delivered live once the socket is registered (Settle).
+	end := r.hold(pid, offset)
 	from := nextOffset(offset)
-	for read := 0; read < maxRestoreEntries; {
-		entries, err := r.c.XRangeN(ctx, r.stream, from, "+", 500).Result()
+	for read := 0; read < maxRestoreEntries && end != "" && !idLess(end, from); {
+		entries, err := r.c.XRangeN(ctx, r.stream, from, end, 500).Result()
 		if err != nil {
+			l.Settle(pid)
 			return nil, err
 		}
 		if len(entries) == 0 {
@@ -422,6 +440,61 @@ func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
 		}
 	}
 	return s, nil
+}
+
+// settleAfter bounds how long a restore may hold live delivery.
+const settleAfter = 3 * time.Second
+
+// hold takes deliverMu for a restore (released by Settle), once the read
+// loop has delivered at least up to offset (bounded wait), and returns the
+// id of the last entry delivered here.
+func (r *RedisStreamsCluster) hold(pid, offset string) string {
+	deadline := time.Now().Add(time.Second)
+	for {
+		r.deliverMu.Lock()
+		last, _ := r.lastDelivered.Load().(string)
+		if (last != "" && !idLess(last, offset)) || time.Now().After(deadline) {
+			break
+		}
+		r.deliverMu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.mu.Lock()
+	r.restoring[pid] = time.AfterFunc(settleAfter, func() { r.settle(pid) })
+	r.mu.Unlock()
+	last, _ := r.lastDelivered.Load().(string)
+	return last
+}
+
+// Settle implements sio.LogLink.
+func (l *streamLink) Settle(pid string) { l.r.settle(pid) }
+
+func (r *RedisStreamsCluster) settle(pid string) {
+	r.mu.Lock()
+	t, ok := r.restoring[pid]
+	delete(r.restoring, pid)
+	r.mu.Unlock()
+	if ok {
+		t.Stop()
+		r.deliverMu.Unlock()
+	}
+}
+
+// idLess compares stream ids ("ms-seq") numerically.
+func idLess(a, b string) bool {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	return am < bm || (am == bm && as < bs)
+}
+
+func splitID(id string) (uint64, uint64) {
+	i := strings.IndexByte(id, '-')
+	if i < 0 {
+		return 0, 0
+	}
+	ms, _ := strconv.ParseUint(id[:i], 10, 64)
+	seq, _ := strconv.ParseUint(id[i+1:], 10, 64)
+	return ms, seq
 }
 
 func includes(rooms map[string]bool, o wireOpts) bool {

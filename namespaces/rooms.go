@@ -4,6 +4,8 @@ package namespaces
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -309,7 +311,7 @@ func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (message
 
 func (r *Rooms) addPresence(ctx context.Context, c *sio.Conn, room string) {
 	u := c.User()
-	first, err := r.cfg.Presence.Join(ctx, room, u.ID, u.Name, c.ID())
+	first, err := r.cfg.Presence.Join(ctx, room, u.ID, u.Name, presenceID(c))
 	if err != nil {
 		r.cfg.OnError(err)
 		return
@@ -321,7 +323,7 @@ func (r *Rooms) addPresence(ctx context.Context, c *sio.Conn, room string) {
 
 func (r *Rooms) dropPresence(ctx context.Context, c *sio.Conn, room string) {
 	u := c.User()
-	last, err := r.cfg.Presence.Leave(ctx, room, u.ID, c.ID())
+	last, err := r.cfg.Presence.Leave(ctx, room, u.ID, presenceID(c))
 	if err != nil {
 		r.cfg.OnError(err)
 		return
@@ -343,6 +345,22 @@ func (r *Rooms) emit(b sio.Broadcast, event string, v any) {
 	if err := b.Emit(event, v); err != nil {
 		r.cfg.OnError(err)
 	}
+}
+
+type presenceKey struct{}
+
+// presenceID names this connection in the presence store. A recovered
+// connection keeps its socket id, possibly on another node, while its dead
+// predecessor's entries wait to be reaped: a fresh name keeps the two apart.
+func presenceID(c *sio.Conn) string {
+	if id, ok := c.Value(presenceKey{}).(string); ok {
+		return id
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := c.ID() + "." + hex.EncodeToString(b[:])
+	c.SetValue(presenceKey{}, id)
+	return id
 }
 
 func (r *Rooms) lock(room string) *sync.Mutex {

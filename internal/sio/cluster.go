@@ -75,8 +75,12 @@ type LogCluster interface {
 
 // Link is one namespace's connection to the cluster.
 type Link interface {
-	// Publish sends a broadcast this node originated to the other nodes.
-	Publish(p Packet, opts BroadcastOpts)
+	// Publish sends a broadcast this node originated. When it returns true
+	// the cluster delivers it on every node, this one included, in one
+	// cluster-wide order (so that every member of a room sees the room's
+	// messages in the same order); false means this node must deliver it
+	// locally itself (not published: Redis down, or a local socket's room).
+	Publish(p Packet, opts BroadcastOpts) (delivered bool)
 	// Close detaches the namespace.
 	Close()
 }
@@ -86,8 +90,13 @@ type Link interface {
 // on any node, even after its node died.
 type LogLink interface {
 	Link
-	// Append publishes a broadcast and returns its offset.
+	// Append publishes a broadcast and returns its offset. On success the
+	// cluster delivers it on every node, this one included (as Publish).
 	Append(p Packet, opts BroadcastOpts) (offset string, err error)
+	// Settle ends a restore: RestoreSession holds this node's live delivery
+	// (so that nothing falls between the replay and the restored socket's
+	// registration) until the socket is connected or refused.
+	Settle(pid string)
 	// SaveSession records a connected session (at connect and whenever its
 	// rooms change), so it survives its node.
 	SaveSession(s Session)
@@ -155,14 +164,20 @@ func (b *bridge) Broadcast(p *parser.Packet, opts *socket.BroadcastOptions) {
 		return
 	}
 	if b.log != nil {
-		off, err := b.log.Append(toPacket(b.Nsp().Name(), p), toOpts(opts))
-		if data, ok := p.Data.([]any); ok && err == nil && recoverable(p, opts) {
-			p.Data = append(data, off)
+		if _, err := b.log.Append(toPacket(b.Nsp().Name(), p), toOpts(opts)); err == nil {
+			return // delivered from the log, with its offset, on every node
 		}
-	} else {
-		b.link.Publish(toPacket(b.Nsp().Name(), p), toOpts(opts))
+	} else if b.link.Publish(toPacket(b.Nsp().Name(), p), toOpts(opts)) {
+		return
 	}
 	b.Adapter.Broadcast(p, opts)
+}
+
+// settle ends a pending restore of the socket's session (see LogLink.Settle).
+func (b *bridge) settle(s *socket.Socket) {
+	if b.log != nil && s.Recovered() {
+		b.log.Settle(socketPid(s))
+	}
 }
 
 // recoverable packets carry an offset: events without ack, not volatile.

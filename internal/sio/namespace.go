@@ -166,6 +166,7 @@ func (n *Namespace) middleware(sock *socket.Socket, next func(*socket.ExtendedEr
 			n.srv.log.Error().Err(err).Str("nsp", n.name).Msg("connect middleware failed")
 		}
 		h.release.run()
+		n.settle(sock)
 		n.srv.obs.Handshake(n.name, e.Code)
 		next(socket.NewExtendedError(e.Message, map[string]any{"code": e.Code}))
 		return
@@ -187,6 +188,7 @@ func (n *Namespace) middleware(sock *socket.Socket, next func(*socket.ExtendedEr
 	_ = sock.Conn().Once("close", func(...any) {
 		n.srv.pending.Delete(sock)
 		g.releaseAll()
+		n.settle(sock)
 		h.release.run()
 	})
 	n.srv.pending.Store(sock, st)
@@ -287,6 +289,7 @@ func (n *Namespace) connection(args ...any) {
 	sock.OnAny(c.unknownEvent)
 	// The engine has registered the namespace by now: let packets through.
 	st.gate.done()
+	n.settle(sock)
 	n.srv.obs.Handshake(n.name, "ok")
 	c.runHooks("connect", func(ctx context.Context) {
 		for _, fn := range n.onConnect {
@@ -295,6 +298,12 @@ func (n *Namespace) connection(args ...any) {
 	})
 	if st.attach(c) {
 		c.close("transport close")
+	}
+}
+
+func (n *Namespace) settle(sock *socket.Socket) {
+	if b, ok := n.nsp.Adapter().(*bridge); ok {
+		b.settle(sock)
 	}
 }
 
