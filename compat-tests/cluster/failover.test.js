@@ -46,13 +46,7 @@ for (const [kind, adapter] of MATRIX) {
       await c?.stop();
     });
 
-    // Known defect, reported in every run but not counted (todo) for redis-streams: after the kill, a recovering
-    // client's WebSocket upgrade probe is sometimes closed by the engine (servers/engine v3.0.6) and that client
-    // sits on a paused polling transport until its ping timeout (~45 s), or its first attempt fails with a 429 and
-    // the session is gone. Messages are neither lost nor duplicated. Our own engine (issue 5) removes this path;
-    // recovery after SIGKILL itself is asserted strictly by server/recovery_cluster_test.go.
-    const known = streams ? { todo: 'engine upgrade race while recovering after a node death (see comment)' } : {};
-    test(`${kind}/${adapter}: 60 chatting clients: back within 5 s${streams ? ', recovered with every missed message' : ''}, nothing acknowledged lost, no duplicates, presence cleaned`, known, async (t) => {
+    test(`${kind}/${adapter}: 60 chatting clients: back within 5 s${streams ? ', recovered with every missed message' : ''}, nothing acknowledged lost, no duplicates, presence cleaned`, async (t) => {
       // --- 60 module clients, spread by the balancer.
       const clients = Array.from({ length: N }, (_, i) => {
         const user = `c${i}`;

@@ -178,7 +178,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-done: // the poll completed normally
 			default:
-				if c, ok := s.io.Engine().Clients().Load(sid); ok && c.Transport() != nil && c.Transport().Name() == "polling" {
+				// Not while upgrading: the client may drop its last poll then,
+				// and the polling transport is being discarded anyway (Node too
+				// ignores errors of a discarded transport).
+				if c, ok := s.io.Engine().Clients().Load(sid); ok && !c.Upgrading() && !c.Upgraded() &&
+					c.Transport() != nil && c.Transport().Name() == "polling" {
 					c.Close(true)
 				}
 			}
