@@ -366,14 +366,15 @@ func (l *redisLink) Close() {
 }
 
 type request struct {
-	UID       string    `json:"uid" msgpack:"uid"`
-	RequestID string    `json:"requestId" msgpack:"requestId"`
-	Type      int       `json:"type" msgpack:"type"`
-	Opts      *wireOpts `json:"opts" msgpack:"opts"`
-	Rooms     []string  `json:"rooms" msgpack:"rooms"`
-	Room      string    `json:"room" msgpack:"room"`
-	SID       string    `json:"sid" msgpack:"sid"`
-	Close     bool      `json:"close" msgpack:"close"`
+	UID       string         `json:"uid" msgpack:"uid"`
+	RequestID string         `json:"requestId" msgpack:"requestId"`
+	Type      int            `json:"type" msgpack:"type"`
+	Opts      *wireOpts      `json:"opts" msgpack:"opts"`
+	Rooms     []string       `json:"rooms" msgpack:"rooms"`
+	Room      string         `json:"room" msgpack:"room"`
+	SID       string         `json:"sid" msgpack:"sid"`
+	Close     bool           `json:"close" msgpack:"close"`
+	Packet    map[string]any `json:"packet" msgpack:"packet"`
 }
 
 func (l *redisLink) onRequest(payload []byte) {
@@ -424,10 +425,24 @@ func (l *redisLink) onRequest(payload []byte) {
 			socks = []sio.SocketInfo{}
 		}
 		l.respond(map[string]any{"requestId": req.RequestID, "sockets": socks})
+	case reqBroadcast: // a broadcast with acks from another node
+		data, ok := req.Packet["data"].([]any)
+		if !ok || len(data) == 0 {
+			return
+		}
+		l.local.DeliverWithAck(sio.Packet{Type: 2, Nsp: l.nsp, Data: data}, opts,
+			func(n int) {
+				l.respond(map[string]any{"type": reqBroadcastClientCount, "requestId": req.RequestID, "clientCount": n})
+			},
+			func(arg any) {
+				b, err := msgpack.Marshal(map[string]any{"type": reqBroadcastAck, "requestId": req.RequestID, "packet": arg})
+				if err == nil {
+					l.publishResponse(b)
+				}
+			})
 	}
-	// SERVER_SIDE_EMIT: Switchboard registers no server-side listeners (as a
-	// Node server without listeners, it does not answer). BROADCAST with acks:
-	// not supported yet.
+	// SERVER_SIDE_EMIT: Switchboard registers no server-side listeners, and,
+	// like a Node server without listeners, does not answer.
 }
 
 func nonNil(s []string) []string {
@@ -443,6 +458,10 @@ func (l *redisLink) respond(v any) {
 		l.r.onError(err)
 		return
 	}
+	l.publishResponse(b)
+}
+
+func (l *redisLink) publishResponse(b []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
 	if err := l.r.c.Publish(ctx, l.responseChannel, b).Err(); err != nil {

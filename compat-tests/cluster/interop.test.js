@@ -142,6 +142,16 @@ describe('interop with Node socket.io + @socket.io/redis-adapter and @socket.io/
     assert.equal(ndOutGot.length, 0, 'a Node client outside the room got the room message');
   });
 
+  test('a Node server broadcast with acks (io.timeout().to(room).emitWithAck) gets the Switchboard client\'s ack', async () => {
+    const room = 'mixed-ack';
+    const { sw, nd } = await scene(room);
+    sw.on('poll', (q, cb) => cb({ from: 'alice', q }));
+    nd.on('poll', (q, cb) => cb({ from: 'nora', q }));
+    const replies = await nodeSrv.io.timeout(5000).to(room).emitWithAck('poll', 'ready?');
+    const byUser = Object.fromEntries(replies.map((r) => [r.from, r]));
+    assert.deepEqual(byUser, { alice: { from: 'alice', q: 'ready?' }, nora: { from: 'nora', q: 'ready?' } }, JSON.stringify(replies));
+  });
+
   test('redis-emitter: to(room).emit reaches Switchboard clients in the room only, including binary payloads', async () => {
     const room = 'mixed-c';
     const { sw, swOut, nd } = await scene(room);

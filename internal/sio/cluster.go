@@ -50,6 +50,10 @@ type Local interface {
 	Rooms() []string
 	// Fetch describes the local sockets opts selects.
 	Fetch(opts BroadcastOpts) []SocketInfo
+	// DeliverWithAck broadcasts a packet that expects acknowledgements (a
+	// broadcast with ack from another node): onCount gets the number of local
+	// recipients, onAck each recipient's first ack argument.
+	DeliverWithAck(p Packet, opts BroadcastOpts, onCount func(int), onAck func(arg any))
 }
 
 // SocketInfo describes a socket for fetchSockets across nodes.
@@ -302,6 +306,23 @@ func (l *local) Deliver(p Packet, opts BroadcastOpts) {
 		data = append(data, p.Offset)
 	}
 	l.br.Adapter.Broadcast(&parser.Packet{Type: parser.EVENT, Nsp: l.br.Nsp().Name(), Data: data}, fromOpts(opts))
+}
+
+func (l *local) DeliverWithAck(p Packet, opts BroadcastOpts, onCount func(int), onAck func(any)) {
+	data := make([]any, len(p.Data))
+	copy(data, p.Data)
+	l.br.Adapter.BroadcastWithAck(&parser.Packet{Type: parser.EVENT, Nsp: l.br.Nsp().Name(), Data: data}, fromOpts(opts),
+		func(n uint64) { onCount(int(n)) },
+		func(args []any, err error) {
+			if err != nil {
+				return
+			}
+			var first any
+			if len(args) > 0 {
+				first = plainValue(args[0])
+			}
+			onAck(first)
+		})
 }
 
 func (l *local) HasRoom(room string) bool {
