@@ -257,7 +257,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.PprofAddr != "" {
 		go s.servePprof(ctx)
 	}
-	s.log.Info().Str("addr", ln.Addr().String()).Str("node", s.cfg.NodeID).Str("path", s.io.Path()).
+	s.log.Info().Str("addr", ln.Addr().String()).Str("path", s.io.Path()).
 		Bool("dev_mode", s.devMode).Msg("switchboard listening")
 	select {
 	case err := <-errc:

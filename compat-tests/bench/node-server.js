@@ -12,7 +12,10 @@
 // RATE_BURST, MAX_CONNECTIONS and MAX_CONNECTIONS_PER_USER (0: no limit),
 // MAX_ROOMS_PER_SOCKET, MESSAGE_MAX_BYTES, DEDUPE_WINDOW, RECOVERY_WINDOW
 // (0 disables), PING_INTERVAL, PING_TIMEOUT, MAX_PAYLOAD, SOCKETIO_PATH,
-// NODE_ID, LOG_LEVEL.
+// NODE_ID, LOG_LEVEL. REDIS_URL (unset by default): when set, the server
+// uses @socket.io/redis-adapter on that Redis (key prefix "socket.io", as
+// Switchboard's ADAPTER=redis), so that several of these form a Node-only
+// cluster (compat-tests/cluster/parity.test.js). Presence stays per node.
 //
 //   JWT_SECRET=s ADDR=127.0.0.1:3001 node compat-tests/bench/node-server.js
 import { createServer } from 'node:http';
@@ -185,6 +188,16 @@ const opts = {
 };
 if (cfg.recoveryMs > 0) {
   opts.connectionStateRecovery = { maxDisconnectionDuration: cfg.recoveryMs, skipMiddlewares: false };
+}
+if (process.env.REDIS_URL) {
+  const { createClient } = await import('redis');
+  const { createAdapter } = await import('@socket.io/redis-adapter');
+  const pub = createClient({ url: process.env.REDIS_URL });
+  const sub = pub.duplicate();
+  pub.on('error', (err) => console.error('redis pub:', err.message));
+  sub.on('error', (err) => console.error('redis sub:', err.message));
+  await Promise.all([pub.connect(), sub.connect()]);
+  opts.adapter = createAdapter(pub, sub);
 }
 const io = new Server(httpServer, opts);
 
