@@ -295,7 +295,7 @@ var errClusterDown = errors.New("cluster: redis unavailable, broadcast delivered
 // (so a message acknowledged to its sender survives this node's death).
 func (l *redisLink) Publish(p sio.Packet, opts sio.BroadcastOpts) bool {
 	// A socket's private room lives on this node only: nothing to publish.
-	if len(opts.Rooms) == 1 && len(opts.Except) == 0 && l.isLocalSocket(opts.Rooms[0]) {
+	if len(opts.Rooms) == 1 && len(opts.Except) == 0 && l.local.HasSocket(opts.Rooms[0]) {
 		return false
 	}
 	if !l.r.healthy.Load() {
@@ -319,15 +319,6 @@ func (l *redisLink) Publish(p sio.Packet, opts sio.BroadcastOpts) bool {
 		return false
 	}
 	return true
-}
-
-func (l *redisLink) isLocalSocket(room string) bool {
-	for _, id := range l.local.Sockets([]string{room}) {
-		if id == room {
-			return true
-		}
-	}
-	return false
 }
 
 func (l *redisLink) encode(p sio.Packet, opts sio.BroadcastOpts) ([]byte, error) {

@@ -21,6 +21,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { createClient } from 'redis';
 import { ROOT, startServer, freePort, sleep, waitFor, client, test as helperTest } from '../helpers/index.js';
 
 export const DEPLOY = path.join(ROOT, 'deploy');
@@ -447,3 +448,13 @@ export function test(name, opts, fn) {
   });
 }
 
+
+/** Connected pub/sub node-redis clients for @socket.io/redis-adapter (errors ignored: tests stop Redis on purpose). */
+export async function redisAdapterClients(redisUrl) {
+  const pub = createClient({ url: redisUrl });
+  const sub = pub.duplicate();
+  pub.on('error', () => {});
+  sub.on('error', () => {});
+  await Promise.all([pub.connect(), sub.connect()]);
+  return [pub, sub];
+}

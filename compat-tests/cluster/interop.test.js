@@ -11,15 +11,11 @@ import { Emitter } from '@socket.io/redis-emitter';
 import { createClient } from 'redis';
 import { describe, before, after, afterEach, closeClients, collect, sleep, ack, client, freePort } from '../helpers/index.js';
 import { joinOk, sendOk, assertMessageEvent } from '../helpers/room.js';
-import { startCluster, connected, test } from './harness.js';
+import { startCluster, connected, redisAdapterClients, test } from './harness.js';
 
 /** A Node socket.io server on the Redis adapter with a contract-ish "rooms" handler (join-room, message). */
 async function startNodeServer(redisUrl) {
-  const pub = createClient({ url: redisUrl });
-  const sub = pub.duplicate();
-  pub.on('error', () => {});
-  sub.on('error', () => {});
-  await Promise.all([pub.connect(), sub.connect()]);
+  const [pub, sub] = await redisAdapterClients(redisUrl);
   const httpServer = http.createServer();
   const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
   let seq = 0;

@@ -22,7 +22,7 @@ import { createClient } from 'redis';
 import {
   describe, before, after, afterEach, closeClients, client, ack, sleep, waitFor, freePort, startServer, ROOT, TEST_SECRET,
 } from '../helpers/index.js';
-import { startCluster, startRedis, connected, test } from './harness.js';
+import { startCluster, startRedis, connected, redisAdapterClients, test } from './harness.js';
 
 const NODE_SERVER = path.join(ROOT, 'compat-tests', 'bench', 'node-server.js');
 const QUIET_MS = 400;
@@ -53,11 +53,7 @@ async function startNodeCluster(redisUrl, n = 2) {
 
 /** An extra in-process Node socket.io server on the Redis adapter (default prefix "socket.io"): used for fetchSockets. */
 async function startProbe(redisUrl) {
-  const pub = createClient({ url: redisUrl });
-  const sub = pub.duplicate();
-  pub.on('error', () => {});
-  sub.on('error', () => {});
-  await Promise.all([pub.connect(), sub.connect()]);
+  const [pub, sub] = await redisAdapterClients(redisUrl);
   const httpServer = http.createServer();
   const io = new Server(httpServer, { adapter: createAdapter(pub, sub, { requestsTimeout: 5000 }) });
   const port = await freePort();

@@ -40,6 +40,8 @@ type Local interface {
 	Deliver(p Packet, opts BroadcastOpts)
 	// HasRoom reports whether a local socket is in room.
 	HasRoom(room string) bool
+	// HasSocket reports whether id is a socket of this node (its own room).
+	HasSocket(id string) bool
 	// Join, Leave and Disconnect act on the local sockets opts selects.
 	Join(opts BroadcastOpts, rooms []string)
 	Leave(opts BroadcastOpts, rooms []string)
@@ -323,6 +325,11 @@ func (l *local) DeliverWithAck(p Packet, opts BroadcastOpts, onCount func(int), 
 			}
 			onAck(first)
 		})
+}
+
+func (l *local) HasSocket(id string) bool {
+	_, ok := l.br.Nsp().Sockets().Load(socket.SocketId(id))
+	return ok
 }
 
 func (l *local) HasRoom(room string) bool {

@@ -155,12 +155,7 @@ func (c *Conn) Closed() bool {
 
 func (c *Conn) listener(event string, h eventHandler) func(...any) {
 	return func(args ...any) {
-		var ack socket.Ack
-		if n := len(args); n > 0 {
-			if a, ok := args[n-1].(socket.Ack); ok {
-				ack, args = a, args[:n-1]
-			}
-		}
+		args, ack := splitAck(args)
 		c.dispatch(event, h, args, ack)
 	}
 }
@@ -178,13 +173,21 @@ func (c *Conn) unknownEvent(args ...any) {
 	if _, known := c.n.handlers[event]; known {
 		return
 	}
-	var ack socket.Ack
-	if a, ok := args[len(args)-1].(socket.Ack); ok {
-		ack = a
-	}
+	_, ack := splitAck(args)
 	c.dispatch("_unknown", func(context.Context, *Conn, []any) (any, error) {
 		return nil, Errorf(CodeBadRequest, "unknown event %q", truncate(event, 64))
 	}, nil, ack)
+}
+
+// splitAck separates the ack callback the engine appends to an event's
+// arguments (when the client asked for one).
+func splitAck(args []any) ([]any, socket.Ack) {
+	if n := len(args); n > 0 {
+		if a, ok := args[n-1].(socket.Ack); ok {
+			return args[:n-1], a
+		}
+	}
+	return args, nil
 }
 
 // dispatch runs on the connection's queue: interceptors, handler, ack.
