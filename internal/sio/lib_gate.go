@@ -1,3 +1,5 @@
+//go:build !ownengine
+
 package sio
 
 import (

@@ -1,52 +1,15 @@
+//go:build !ownengine
+
 package sio
 
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"runtime/debug"
 	"sync"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
 )
-
-// User is the identity a connect middleware attaches to a connection.
-type User struct {
-	ID    string   `json:"id"`
-	Name  string   `json:"name"`
-	Rooms []string `json:"rooms,omitempty"` // room patterns the user may join; nil = any
-}
-
-// Handshake is what a connect middleware sees of a namespace connection attempt.
-type Handshake struct {
-	Namespace  string
-	Auth       map[string]any // the client's auth payload (may be nil)
-	Header     http.Header    // headers of the request that opened the connection
-	Query      url.Values
-	RemoteAddr string
-	Recovered  bool  // the client resumed a session within the recovery window
-	Previous   *User // the user of the resumed session, when Recovered
-	User       *User // set by the auth middleware: the connection's identity
-
-	release *releaser
-}
-
-// OnClose registers fn to run exactly once when this connection attempt ends:
-// refused, abandoned before completing, or disconnected after completing.
-// Use it to release what a middleware reserved (a connection slot, say).
-func (h *Handshake) OnClose(fn func()) { h.release.add(fn) }
-
-// ConnectFunc is a connect middleware. Returning an *Error refuses the
-// connection with connect_error {message, data:{code}}; any other error
-// refuses it as internal.
-type ConnectFunc func(ctx context.Context, h *Handshake) error
-
-// Interceptor runs before an event handler; a non-nil error is sent back as
-// the event's ack and the handler is skipped.
-type Interceptor func(ctx context.Context, c *Conn, event string) error
-
-type eventHandler func(ctx context.Context, c *Conn, args []any) (any, error)
 
 // Namespace is a Socket.IO namespace with typed handlers.
 type Namespace struct {
@@ -87,30 +50,6 @@ func (n *Namespace) OnConnect(fn func(ctx context.Context, c *Conn)) {
 // event handler of that connection has returned.
 func (n *Namespace) OnDisconnect(fn func(ctx context.Context, c *Conn, reason string)) {
 	n.onDisconnect = append(n.onDisconnect, fn)
-}
-
-var reservedEvents = map[string]bool{
-	"connect": true, "connect_error": true, "disconnect": true, "disconnecting": true,
-	"newListener": true, "removeListener": true, "error": true,
-}
-
-// Handle registers the handler of a client event. The first argument the
-// client sends is decoded into T (bad_request when it does not fit); the
-// handler's result is acknowledged as {ok:true, ...R} and its error as
-// {ok:false, error:{code,message}}. Handlers of one connection run one at a
-// time, in the order the client sent the events; a panic is recovered,
-// logged and answered with internal.
-func Handle[T, R any](n *Namespace, event string, h func(ctx context.Context, c *Conn, msg T) (R, error)) {
-	if reservedEvents[event] {
-		panic(fmt.Sprintf("sio: %q is a reserved event name", event))
-	}
-	n.handlers[event] = func(ctx context.Context, c *Conn, args []any) (any, error) {
-		msg, err := decodeArg[T](args)
-		if err != nil {
-			return nil, err
-		}
-		return h(ctx, c, msg)
-	}
 }
 
 // Broadcast targets connections of a namespace by room.
@@ -305,42 +244,6 @@ func (n *Namespace) settle(sock *socket.Socket) {
 	if b, ok := n.nsp.Adapter().(*bridge); ok {
 		b.settle(sock)
 	}
-}
-
-// releaser runs registered functions once.
-type releaser struct {
-	mu   sync.Mutex
-	fns  []func()
-	done bool
-}
-
-func (r *releaser) add(fn func()) {
-	r.mu.Lock()
-	if r.done {
-		r.mu.Unlock()
-		fn()
-		return
-	}
-	r.fns = append(r.fns, fn)
-	r.mu.Unlock()
-}
-
-func (r *releaser) run() {
-	r.mu.Lock()
-	fns := r.fns
-	r.fns, r.done = nil, true
-	r.mu.Unlock()
-	for _, fn := range fns {
-		fn()
-	}
-}
-
-func firstString(args []any) (string, bool) {
-	if len(args) == 0 {
-		return "", false
-	}
-	s, ok := args[0].(string)
-	return s, ok
 }
 
 // LocalRoomCount is the number of rooms with members on this node, not

@@ -1,11 +1,5 @@
-// Package sio is the seam between Switchboard and the Socket.IO engine.
-//
-// It is the only package that imports the engine. Everything above it
-// (namespaces, middleware, server) sees the types declared here: a typed
-// handler API (Handle), connections (Conn), broadcasts and connect
-// middleware. The guarantees the engine does not give reliably live here,
-// once: panic recovery per handler, per-connection ordered processing,
-// payload decoding with bad_request, per-event metrics and logs.
+//go:build !ownengine
+
 package sio
 
 import (
@@ -21,75 +15,6 @@ import (
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 )
-
-// Options configures the engine. The zero value of each field means its default.
-type Options struct {
-	Path           string        // URL path of the endpoint; default "/socket.io/"
-	PingInterval   time.Duration // default 25s
-	PingTimeout    time.Duration // default 20s
-	ConnectTimeout time.Duration // time a client has to join a namespace; default 45s
-	MaxPayload     int64         // bytes per message (and per polling body); default 1e6
-	RecoveryWindow time.Duration // connection state recovery; default 2m, negative disables
-	HandlerTimeout time.Duration // deadline of the ctx given to handlers; default 10s
-	CORSOrigins    []string      // allowed browser origins; empty sends no CORS headers
-	Cookie         *http.Cookie  // sent on the handshake, for sticky load balancers; nil sends none
-	// AllowRequest may refuse a new Engine.IO session (for example while draining).
-	AllowRequest func(*http.Request) error
-	Logger       zerolog.Logger
-	Observer     Observer // metrics hook; nil observes nothing
-	// Cluster shares broadcasts with other nodes; nil serves one node.
-	Cluster Cluster
-}
-
-func (o *Options) defaults() {
-	if o.Path == "" {
-		o.Path = "/socket.io/"
-	}
-	if !strings.HasSuffix(o.Path, "/") {
-		o.Path += "/"
-	}
-	if o.PingInterval <= 0 {
-		o.PingInterval = 25 * time.Second
-	}
-	if o.PingTimeout <= 0 {
-		o.PingTimeout = 20 * time.Second
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 45 * time.Second
-	}
-	if o.MaxPayload <= 0 {
-		o.MaxPayload = 1_000_000
-	}
-	if o.RecoveryWindow == 0 {
-		o.RecoveryWindow = 2 * time.Minute
-	}
-	if o.HandlerTimeout <= 0 {
-		o.HandlerTimeout = 10 * time.Second
-	}
-	if o.Observer == nil {
-		o.Observer = nopObserver{}
-	}
-}
-
-// Observer receives what the seam measures. Implementations must be cheap
-// and safe for concurrent use: they run on the hot path.
-type Observer interface {
-	// Handshake reports a namespace connection attempt: code is "ok" or the refusal code.
-	Handshake(nsp, code string)
-	// Event reports a handled client event: code is "ok" or the error code sent back.
-	Event(nsp, event string, took time.Duration, code string)
-	// Emitted reports an event sent by the server (a broadcast counts once).
-	Emitted(nsp, event string)
-	// Panic reports a recovered handler panic.
-	Panic(nsp, event string)
-}
-
-type nopObserver struct{}
-
-func (nopObserver) Handshake(string, string)                    {}
-func (nopObserver) Event(string, string, time.Duration, string) {}
-func (nopObserver) Emitted(string, string)                      {}
-func (nopObserver) Panic(string, string)                        {}
 
 // Server owns the engine and the namespaces registered on it.
 // Register namespaces, middleware and handlers before serving traffic.

@@ -1,3 +1,5 @@
+//go:build !ownengine
+
 package sio
 
 import (
@@ -286,11 +288,4 @@ func (c *Conn) runHooks(what string, fn func(ctx context.Context)) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.n.srv.opts.HandlerTimeout)
 	defer cancel()
 	fn(ctx)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

@@ -1,0 +1,194 @@
+// Package sio is the seam between Switchboard and the Socket.IO engine.
+//
+// It is the only package that imports the engine. Everything above it
+// (namespaces, middleware, server) sees the types declared here: a typed
+// handler API (Handle), connections (Conn), broadcasts and connect
+// middleware. The guarantees the engine does not give reliably live here,
+// once: panic recovery per handler, per-connection ordered processing,
+// payload decoding with bad_request, per-event metrics and logs.
+package sio
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options configures the engine. The zero value of each field means its default.
+type Options struct {
+	Path           string        // URL path of the endpoint; default "/socket.io/"
+	PingInterval   time.Duration // default 25s
+	PingTimeout    time.Duration // default 20s
+	ConnectTimeout time.Duration // time a client has to join a namespace; default 45s
+	MaxPayload     int64         // bytes per message (and per polling body); default 1e6
+	RecoveryWindow time.Duration // connection state recovery; default 2m, negative disables
+	HandlerTimeout time.Duration // deadline of the ctx given to handlers; default 10s
+	CORSOrigins    []string      // allowed browser origins; empty sends no CORS headers
+	Cookie         *http.Cookie  // sent on the handshake, for sticky load balancers; nil sends none
+	// AllowRequest may refuse a new Engine.IO session (for example while draining).
+	AllowRequest func(*http.Request) error
+	Logger       zerolog.Logger
+	Observer     Observer // metrics hook; nil observes nothing
+	// Cluster shares broadcasts with other nodes; nil serves one node.
+	Cluster Cluster
+}
+
+func (o *Options) defaults() {
+	if o.Path == "" {
+		o.Path = "/socket.io/"
+	}
+	if !strings.HasSuffix(o.Path, "/") {
+		o.Path += "/"
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 20 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 45 * time.Second
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 1_000_000
+	}
+	if o.RecoveryWindow == 0 {
+		o.RecoveryWindow = 2 * time.Minute
+	}
+	if o.HandlerTimeout <= 0 {
+		o.HandlerTimeout = 10 * time.Second
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+}
+
+// Observer receives what the seam measures. Implementations must be cheap
+// and safe for concurrent use: they run on the hot path.
+type Observer interface {
+	// Handshake reports a namespace connection attempt: code is "ok" or the refusal code.
+	Handshake(nsp, code string)
+	// Event reports a handled client event: code is "ok" or the error code sent back.
+	Event(nsp, event string, took time.Duration, code string)
+	// Emitted reports an event sent by the server (a broadcast counts once).
+	Emitted(nsp, event string)
+	// Panic reports a recovered handler panic.
+	Panic(nsp, event string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Handshake(string, string)                    {}
+func (nopObserver) Event(string, string, time.Duration, string) {}
+func (nopObserver) Emitted(string, string)                      {}
+func (nopObserver) Panic(string, string)                        {}
+
+// User is the identity a connect middleware attaches to a connection.
+type User struct {
+	ID    string   `json:"id"`
+	Name  string   `json:"name"`
+	Rooms []string `json:"rooms,omitempty"` // room patterns the user may join; nil = any
+}
+
+// Handshake is what a connect middleware sees of a namespace connection attempt.
+type Handshake struct {
+	Namespace  string
+	Auth       map[string]any // the client's auth payload (may be nil)
+	Header     http.Header    // headers of the request that opened the connection
+	Query      url.Values
+	RemoteAddr string
+	Recovered  bool  // the client resumed a session within the recovery window
+	Previous   *User // the user of the resumed session, when Recovered
+	User       *User // set by the auth middleware: the connection's identity
+
+	release *releaser
+}
+
+// OnClose registers fn to run exactly once when this connection attempt ends:
+// refused, abandoned before completing, or disconnected after completing.
+// Use it to release what a middleware reserved (a connection slot, say).
+func (h *Handshake) OnClose(fn func()) { h.release.add(fn) }
+
+// ConnectFunc is a connect middleware. Returning an *Error refuses the
+// connection with connect_error {message, data:{code}}; any other error
+// refuses it as internal.
+type ConnectFunc func(ctx context.Context, h *Handshake) error
+
+// Interceptor runs before an event handler; a non-nil error is sent back as
+// the event's ack and the handler is skipped.
+type Interceptor func(ctx context.Context, c *Conn, event string) error
+
+type eventHandler func(ctx context.Context, c *Conn, args []any) (any, error)
+
+var reservedEvents = map[string]bool{
+	"connect": true, "connect_error": true, "disconnect": true, "disconnecting": true,
+	"newListener": true, "removeListener": true, "error": true,
+}
+
+// Handle registers the handler of a client event. The first argument the
+// client sends is decoded into T (bad_request when it does not fit); the
+// handler's result is acknowledged as {ok:true, ...R} and its error as
+// {ok:false, error:{code,message}}. Handlers of one connection run one at a
+// time, in the order the client sent the events; a panic is recovered,
+// logged and answered with internal.
+func Handle[T, R any](n *Namespace, event string, h func(ctx context.Context, c *Conn, msg T) (R, error)) {
+	if reservedEvents[event] {
+		panic(fmt.Sprintf("sio: %q is a reserved event name", event))
+	}
+	n.handlers[event] = func(ctx context.Context, c *Conn, args []any) (any, error) {
+		msg, err := decodeArg[T](args)
+		if err != nil {
+			return nil, err
+		}
+		return h(ctx, c, msg)
+	}
+}
+
+// releaser runs registered functions once.
+type releaser struct {
+	mu   sync.Mutex
+	fns  []func()
+	done bool
+}
+
+func (r *releaser) add(fn func()) {
+	r.mu.Lock()
+	if r.done {
+		r.mu.Unlock()
+		fn()
+		return
+	}
+	r.fns = append(r.fns, fn)
+	r.mu.Unlock()
+}
+
+func (r *releaser) run() {
+	r.mu.Lock()
+	fns := r.fns
+	r.fns, r.done = nil, true
+	r.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+func firstString(args []any) (string, bool) {
+	if len(args) == 0 {
+		return "", false
+	}
+	s, ok := args[0].(string)
+	return s, ok
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
