@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,11 +31,12 @@ import (
 //     or msgpack on "<prefix>-request#<nsp>#", answered on
 //     "<prefix>-response#<nsp>#";
 //   - the server count: PUBSUB NUMSUB of the request channel.
+//
+// Its links are sio.Requesters: this node can ask the others too.
 type RedisCluster struct {
-	c       redis.UniversalClient
-	prefix  string
-	uid     string
-	onError func(error)
+	requestCore
+	c      redis.UniversalClient
+	prefix string
 
 	mu    sync.Mutex
 	links map[string]*redisLink // by namespace
@@ -70,7 +73,8 @@ func NewRedisCluster(c redis.UniversalClient, prefix string, onError func(error)
 	if onError == nil {
 		onError = func(error) {}
 	}
-	r := &RedisCluster{c: c, prefix: prefix, uid: randomUID(), onError: onError, links: map[string]*redisLink{}}
+	r := &RedisCluster{requestCore: newRequestCore(onError), c: c, prefix: prefix, links: map[string]*redisLink{}}
+	r.batches.onPanic = func(v any) { onError(fmt.Errorf("cluster: disconnect batch panicked: %v", v)) }
 	r.healthy.Store(true)
 	return r
 }
@@ -97,6 +101,8 @@ func (r *RedisCluster) Attach(nsp string, local sio.Local) sio.Link {
 	l := &redisLink{r: r, nsp: nsp, local: local,
 		channel: r.prefix + "#" + nsp + "#", requestChannel: r.prefix + "-request#" + nsp + "#",
 		responseChannel: r.prefix + "-response#" + nsp + "#"}
+	l.ownChannel = l.responseChannel + r.uid + "#"
+	l.sse.queue.onPanic = func(v any) { r.onError(fmt.Errorf("cluster: server-side handler of %s panicked: %v", nsp, v)) }
 	r.mu.Lock()
 	r.links[nsp] = l
 	ps := r.ps
@@ -128,11 +134,14 @@ func (r *RedisCluster) Run(ctx context.Context) {
 	ps := r.ps
 	r.mu.Unlock()
 	defer ps.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive
+	defer stop()
 	if err := ps.Subscribe(ctx, chans...); err != nil {
 		r.onError(err)
 	}
 	var b backoff
 	for ctx.Err() == nil {
+		r.inbox.drain() // a disconnect batch may have ended meanwhile
 		msg, err := ps.Receive(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -181,17 +190,35 @@ func (b *backoff) wait(ctx context.Context) bool {
 
 func (b *backoff) reset() { b.d = 0 }
 
+// dispatch runs on the receive loop. While a disconnect batch holds the
+// loop (requestCore.disconnect), other nodes' broadcasts and requests wait.
 func (r *RedisCluster) dispatch(m *redis.Message) {
 	ch := m.Channel
 	switch {
 	case strings.HasPrefix(ch, r.prefix+"-request#"):
-		if l := r.link(strings.TrimSuffix(strings.TrimPrefix(ch, r.prefix+"-request#"), "#")); l != nil {
-			l.onRequest([]byte(m.Payload))
+		l := r.link(strings.TrimSuffix(strings.TrimPrefix(ch, r.prefix+"-request#"), "#"))
+		if l == nil {
+			return
 		}
+		req, ok := decodeRequest([]byte(m.Payload))
+		if !ok {
+			return
+		}
+		r.inbox.handle(req.UID == r.uid, func() { l.onRequest(req) })
 	case strings.HasPrefix(ch, r.prefix+"-response#"):
-		// We send no requests that expect responses yet.
+		r.inbox.handle(true, func() { r.onResponse([]byte(m.Payload)) })
 	case strings.HasPrefix(ch, r.prefix+"#"):
-		r.onBroadcast(ch, []byte(m.Payload))
+		var msg []msgpack.RawMessage
+		if err := msgpack.Unmarshal([]byte(m.Payload), &msg); err != nil || len(msg) < 3 {
+			return
+		}
+		if r.inbox.open() { // the common case: no closure, no uid to read
+			r.onBroadcast(ch, msg)
+			return
+		}
+		var uid string
+		_ = msgpack.Unmarshal(msg[0], &uid)
+		r.inbox.handle(uid == r.uid, func() { r.onBroadcast(ch, msg) })
 	}
 }
 
@@ -219,11 +246,7 @@ func (o wireOpts) toOpts() sio.BroadcastOpts {
 	return out
 }
 
-func (r *RedisCluster) onBroadcast(channel string, payload []byte) {
-	var msg []msgpack.RawMessage
-	if err := msgpack.Unmarshal(payload, &msg); err != nil || len(msg) < 3 {
-		return
-	}
+func (r *RedisCluster) onBroadcast(channel string, msg []msgpack.RawMessage) {
 	// Our own broadcasts come back too: delivering them from here gives every
 	// node's members the same (Redis) order.
 	var pkt map[string]any
@@ -287,6 +310,8 @@ type redisLink struct {
 	channel         string
 	requestChannel  string
 	responseChannel string
+	ownChannel      string // "<prefix>-response#<nsp>#<uid>#": answers for this node only, and barriers
+	sse             serverSide
 }
 
 var errClusterDown = errors.New("cluster: redis unavailable, broadcast delivered on this node only")
@@ -366,9 +391,12 @@ type request struct {
 	SID       string         `json:"sid" msgpack:"sid"`
 	Close     bool           `json:"close" msgpack:"close"`
 	Packet    map[string]any `json:"packet" msgpack:"packet"`
+	Data      []any          `json:"data" msgpack:"data"` // SERVER_SIDE_EMIT: [event, ...args]
 }
 
-func (l *redisLink) onRequest(payload []byte) {
+// decodeRequest reads a request as Node's adapter does: JSON when it starts
+// with "{", msgpack otherwise.
+func decodeRequest(payload []byte) (request, bool) {
 	var req request
 	var err error
 	if len(payload) > 0 && payload[0] == '{' {
@@ -376,22 +404,33 @@ func (l *redisLink) onRequest(payload []byte) {
 	} else {
 		err = msgpack.Unmarshal(payload, &req)
 	}
-	if err != nil || req.UID == l.r.uid {
-		return
-	}
+	return req, err == nil
+}
+
+// onRequest answers another node's request. This node's own socketsJoin,
+// socketsLeave and disconnectSockets come back here too and are applied
+// then, as the Node adapter does: in order with the broadcasts around them.
+func (l *redisLink) onRequest(req request) {
+	own := req.UID == l.r.uid
 	var opts sio.BroadcastOpts
 	if req.Opts != nil {
 		opts = req.Opts.toOpts()
 	}
 	switch req.Type {
 	case reqSockets:
+		if own {
+			return
+		}
 		ids := l.local.Sockets(req.Rooms)
 		l.respond(map[string]any{"requestId": req.RequestID, "sockets": nonNil(ids)})
 	case reqAllRooms:
+		if own {
+			return
+		}
 		l.respond(map[string]any{"requestId": req.RequestID, "rooms": nonNil(l.local.Rooms())})
-	case reqRemoteJoin, reqRemoteLeave, reqRemoteDisconnect:
+	case reqRemoteJoin, reqRemoteLeave:
 		if req.Opts == nil { // one socket by id
-			if len(l.local.Sockets([]string{req.SID})) == 0 {
+			if !l.local.HasSocket(req.SID) {
 				return
 			}
 			opts = sio.BroadcastOpts{Rooms: []string{req.SID}}
@@ -399,24 +438,48 @@ func (l *redisLink) onRequest(payload []byte) {
 				req.Rooms = []string{req.Room}
 			}
 		}
-		switch req.Type {
-		case reqRemoteJoin:
+		if req.Type == reqRemoteJoin {
 			l.local.Join(opts, req.Rooms)
-		case reqRemoteLeave:
+		} else {
 			l.local.Leave(opts, req.Rooms)
-		default:
-			l.local.Disconnect(opts, req.Close)
 		}
 		if req.Opts == nil {
 			l.respond(map[string]any{"requestId": req.RequestID})
 		}
+	case reqRemoteDisconnect:
+		var then func()
+		if req.Opts == nil { // one socket by id
+			if !l.local.HasSocket(req.SID) {
+				return
+			}
+			opts = sio.BroadcastOpts{Rooms: []string{req.SID}}
+			then = func() { l.respond(map[string]any{"requestId": req.RequestID}) }
+		}
+		l.r.disconnect(l.local, opts, req.Close, l.barrier, l.mark, then)
 	case reqRemoteFetch:
+		if own {
+			return
+		}
 		socks := l.local.Fetch(opts)
 		if socks == nil {
 			socks = []sio.SocketInfo{}
 		}
 		l.respond(map[string]any{"requestId": req.RequestID, "sockets": socks})
+	case reqServerSideEmit:
+		if own {
+			return
+		}
+		var answer func(any)
+		if req.RequestID != "" {
+			answer = func(ack any) {
+				l.respond(sseResponse{Type: reqServerSideEmit, RequestID: req.RequestID, Data: ack})
+			}
+		}
+		l.sse.receive(req.Data, answer)
 	case reqBroadcast: // a broadcast with acks from another node
+		if own {
+			return
+		}
 		data, ok := req.Packet["data"].([]any)
 		if !ok || len(data) == 0 {
 			return
@@ -432,8 +495,13 @@ func (l *redisLink) onRequest(payload []byte) {
 				}
 			})
 	}
-	// SERVER_SIDE_EMIT: Switchboard registers no server-side listeners, and,
-	// like a Node server without listeners, does not answer.
+}
+
+// sseResponse is a serverSideEmit answer, as Node writes it.
+type sseResponse struct {
+	Type      int    `json:"type"`
+	RequestID string `json:"requestId"`
+	Data      any    `json:"data"`
 }
 
 func nonNil(s []string) []string {
@@ -444,7 +512,7 @@ func nonNil(s []string) []string {
 }
 
 func (l *redisLink) respond(v any) {
-	b, err := json.Marshal(v)
+	b, err := marshalJSON(v)
 	if err != nil {
 		l.r.onError(err)
 		return
@@ -460,11 +528,196 @@ func (l *redisLink) publishResponse(b []byte) {
 	}
 }
 
-// ServerCount is the number of nodes subscribed to the namespace's requests.
+// ServerCount implements sio.Requester: the number of servers subscribed to
+// the namespace's requests (PUBSUB NUMSUB), as Node counts them.
 func (l *redisLink) ServerCount(ctx context.Context) (int, error) {
 	res, err := l.r.c.PubSubNumSub(ctx, l.requestChannel).Result()
 	if err != nil {
 		return 0, err
 	}
 	return int(res[l.requestChannel]), nil
+}
+
+// ---- requests this node sends (sio.Requester), as @socket.io/redis-adapter 8.3 writes them ----
+
+// Request payloads, field for field in Node's order (JSON).
+type (
+	fetchRequest struct {
+		UID       string   `json:"uid"`
+		RequestID string   `json:"requestId"`
+		Type      int      `json:"type"`
+		Opts      wireOpts `json:"opts"`
+	}
+	roomsRequest struct { // REMOTE_JOIN, REMOTE_LEAVE
+		UID   string   `json:"uid"`
+		Type  int      `json:"type"`
+		Opts  wireOpts `json:"opts"`
+		Rooms []string `json:"rooms"`
+	}
+	disconnectRequest struct {
+		UID   string   `json:"uid"`
+		Type  int      `json:"type"`
+		Opts  wireOpts `json:"opts"`
+		Close bool     `json:"close"`
+	}
+	sseRequest struct {
+		UID       string `json:"uid"`
+		RequestID string `json:"requestId,omitempty"` // present: answers expected
+		Type      int    `json:"type"`
+		Data      []any  `json:"data"`
+	}
+)
+
+// requestOpts is opts as the Node adapter sends them with a request.
+func requestOpts(o sio.BroadcastOpts) wireOpts {
+	return wireOpts{Rooms: nonNil(o.Rooms), Except: nonNil(o.Except)}
+}
+
+func (l *redisLink) publishRequest(ctx context.Context, v any) error {
+	if !l.r.healthy.Load() {
+		return errRequestsDown
+	}
+	b, err := marshalJSON(v)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := l.r.c.Publish(pctx, l.requestChannel, b).Err(); err != nil {
+		l.r.onError(err)
+		return fmt.Errorf("cluster: request not sent: %w", err)
+	}
+	return nil
+}
+
+// FetchSockets implements sio.Requester.
+func (l *redisLink) FetchSockets(ctx context.Context, opts sio.BroadcastOpts) ([]sio.SocketInfo, error) {
+	ctx, cancel := requestContext(ctx)
+	defer cancel()
+	n, err := l.ServerCount(ctx)
+	if err != nil || n <= 1 {
+		return nil, err
+	}
+	id, p := l.r.register("fetchSockets", n-1, nil)
+	if err := l.publishRequest(ctx, fetchRequest{UID: l.r.uid, RequestID: id, Type: reqRemoteFetch, Opts: requestOpts(opts)}); err != nil {
+		l.r.forget(id)
+		return nil, err
+	}
+	socks, _, err := l.r.await(ctx, id, p)
+	return socks, err
+}
+
+// ServerSideEmit implements sio.Requester.
+func (l *redisLink) ServerSideEmit(ctx context.Context, event string, args []any) error {
+	if event == "" {
+		return errNoEvent
+	}
+	return l.publishRequest(ctx, sseRequest{UID: l.r.uid, Type: reqServerSideEmit, Data: append([]any{event}, args...)})
+}
+
+// ServerSideEmitWithAck implements sio.Requester: one answer per other
+// server subscribed to the namespace (NUMSUB - 1).
+func (l *redisLink) ServerSideEmitWithAck(ctx context.Context, event string, args []any) ([]any, error) {
+	if event == "" {
+		return nil, errNoEvent
+	}
+	ctx, cancel := requestContext(ctx)
+	defer cancel()
+	n, err := l.ServerCount(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n <= 1 {
+		return []any{}, nil
+	}
+	id, p := l.r.register("serverSideEmit", n-1, nil)
+	if err := l.publishRequest(ctx, sseRequest{UID: l.r.uid, RequestID: id, Type: reqServerSideEmit, Data: append([]any{event}, args...)}); err != nil {
+		l.r.forget(id)
+		return nil, err
+	}
+	_, acks, err := l.r.await(ctx, id, p)
+	return acks, err
+}
+
+// SocketsJoin implements sio.Requester (no answer, as in Node).
+func (l *redisLink) SocketsJoin(ctx context.Context, opts sio.BroadcastOpts, rooms []string) error {
+	return l.publishRequest(ctx, roomsRequest{UID: l.r.uid, Type: reqRemoteJoin, Opts: requestOpts(opts), Rooms: nonNil(rooms)})
+}
+
+// SocketsLeave implements sio.Requester.
+func (l *redisLink) SocketsLeave(ctx context.Context, opts sio.BroadcastOpts, rooms []string) error {
+	return l.publishRequest(ctx, roomsRequest{UID: l.r.uid, Type: reqRemoteLeave, Opts: requestOpts(opts), Rooms: nonNil(rooms)})
+}
+
+// DisconnectSockets implements sio.Requester.
+func (l *redisLink) DisconnectSockets(ctx context.Context, opts sio.BroadcastOpts, close bool) error {
+	return l.publishRequest(ctx, disconnectRequest{UID: l.r.uid, Type: reqRemoteDisconnect, Opts: requestOpts(opts), Close: close})
+}
+
+// OnServerSideEmit implements sio.Requester.
+func (l *redisLink) OnServerSideEmit(h sio.ServerSideHandler) { l.sse.set(h) }
+
+// response is what a node answers on the response channels (JSON; Node
+// writes only broadcast acks, which we do not ask for, in msgpack).
+type response struct {
+	Type      int             `json:"type"`
+	RequestID string          `json:"requestId"`
+	Sockets   json.RawMessage `json:"sockets"`
+	Data      any             `json:"data"`
+}
+
+var barrierPrefix = []byte("sb-barrier:")
+
+func (r *RedisCluster) onResponse(payload []byte) {
+	if bytes.HasPrefix(payload, barrierPrefix) {
+		r.seen.set(string(payload[len(barrierPrefix):]))
+		return
+	}
+	if len(payload) == 0 || payload[0] != '{' {
+		return
+	}
+	var res response
+	if err := json.Unmarshal(payload, &res); err != nil || res.RequestID == "" {
+		return
+	}
+	r.answer(res.RequestID, "", func(p *pendingRequest) {
+		switch p.what {
+		case "fetchSockets":
+			var socks []sio.SocketInfo
+			if json.Unmarshal(res.Sockets, &socks) == nil {
+				p.sockets = append(p.sockets, socks...)
+			}
+		case "serverSideEmit":
+			p.acks = append(p.acks, res.Data)
+		}
+	})
+}
+
+var barrierSeq atomic.Uint64
+
+// mark publishes a barrier on this node's own response channel (no other
+// server listens there) and returns its position: it comes back through
+// the receive loop after every message this node published before it.
+func (l *redisLink) markID(ctx context.Context) (string, error) {
+	id := "0-" + strconv.FormatUint(barrierSeq.Add(1), 10)
+	if err := l.r.c.Publish(ctx, l.ownChannel, append(append([]byte{}, barrierPrefix...), id...)).Err(); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func (l *redisLink) mark() {
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	_, _ = l.markID(ctx)
+}
+
+// barrier returns once what this node published so far came back through
+// the receive loop (and was delivered here).
+func (l *redisLink) barrier(ctx context.Context) error {
+	id, err := l.markID(ctx)
+	if err != nil {
+		return err
+	}
+	return l.r.seen.wait(ctx, id)
 }

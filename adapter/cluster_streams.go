@@ -27,15 +27,21 @@ import (
 // adapter it also keeps each connected session (id, rooms) in Redis as it
 // changes, so a client recovers on another node even when its own node was
 // killed, not only when it disconnected cleanly.
+//
+// Requests between nodes (fetchSockets, serverSideEmit, socketsJoin/Leave,
+// disconnectSockets) go through the stream too, with heartbeats counting
+// the servers, as Node's ClusterAdapterWithHeartbeat (socket.io-adapter
+// 2.5) does; its links are sio.Requesters.
 type RedisStreamsCluster struct {
-	c       redis.UniversalClient // commands
-	reader  redis.UniversalClient // the blocking XREAD loop (its own connection and timeouts)
-	stream  string
-	keyPfx  string // session keys: "<prefix>:sio:session:<pid>" (Node: "sio:session:")
-	uid     string
-	window  time.Duration // session lifetime after a disconnect (RECOVERY_WINDOW)
-	maxLen  int64
-	onError func(error)
+	requestCore
+	c         redis.UniversalClient // commands
+	reader    redis.UniversalClient // the blocking XREAD loop (its own connection and timeouts)
+	stream    string
+	keyPfx    string        // session keys: "<prefix>:sio:session:<pid>" (Node: "sio:session:")
+	window    time.Duration // session lifetime after a disconnect (RECOVERY_WINDOW)
+	maxLen    int64
+	heartbeat time.Duration
+	nodeTTL   time.Duration
 
 	mu    sync.Mutex
 	links map[string]*streamLink
@@ -56,7 +62,12 @@ type StreamsOptions struct {
 	Prefix         string        // stream name and key prefix; default "socket.io"
 	RecoveryWindow time.Duration // how long a session outlives its connection; default 2m
 	MaxLen         int64         // approximate stream length kept; default 10000
-	OnError        func(error)
+	// HeartbeatInterval and HeartbeatTimeout: how often this node announces
+	// itself on the stream, and after how long without a message another
+	// node no longer counts (Node's defaults: 5s and 10s).
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	OnError           func(error)
 }
 
 // NewRedisStreamsCluster returns a streams cluster. c serves commands;
@@ -75,9 +86,16 @@ func NewRedisStreamsCluster(c, reader redis.UniversalClient, o StreamsOptions) *
 	if o.OnError == nil {
 		o.OnError = func(error) {}
 	}
-	r := &RedisStreamsCluster{c: c, reader: reader, stream: o.Prefix, keyPfx: o.Prefix + ":sio:session:",
-		uid: randomUID(), window: o.RecoveryWindow, maxLen: o.MaxLen, onError: o.OnError,
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 5 * time.Second
+	}
+	if o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = 10 * time.Second
+	}
+	r := &RedisStreamsCluster{requestCore: newRequestCore(o.OnError), c: c, reader: reader, stream: o.Prefix, keyPfx: o.Prefix + ":sio:session:",
+		window: o.RecoveryWindow, maxLen: o.MaxLen, heartbeat: o.HeartbeatInterval, nodeTTL: o.HeartbeatTimeout,
 		links: map[string]*streamLink{}, live: map[string][]byte{}, restoring: map[string]*time.Timer{}}
+	r.batches.onPanic = func(v any) { o.OnError(fmt.Errorf("cluster: disconnect batch panicked: %v", v)) }
 	r.lastDelivered.Store("")
 	r.healthy.Store(true)
 	return r
@@ -93,10 +111,13 @@ func (r *RedisStreamsCluster) Attach(nsp string, local sio.Local) sio.Link {
 
 // AttachLog implements sio.LogCluster.
 func (r *RedisStreamsCluster) AttachLog(nsp string, local sio.Local) sio.LogLink {
-	l := &streamLink{r: r, nsp: nsp, local: local}
+	l := &streamLink{r: r, nsp: nsp, local: local, nodes: map[string]time.Time{}}
+	l.sse.queue.onPanic = func(v any) { r.onError(fmt.Errorf("cluster: server-side handler of %s panicked: %v", nsp, v)) }
 	r.mu.Lock()
 	r.links[nsp] = l
 	r.mu.Unlock()
+	// Announce this node: the others answer with a heartbeat, and count it.
+	go l.publishAsync(msgInitialHeartbeat, nil)
 	return l
 }
 
@@ -106,9 +127,16 @@ const blockTime = 2 * time.Second
 // sessions of connected sockets; while Redis is down it backs off.
 func (r *RedisStreamsCluster) Run(ctx context.Context) {
 	go r.refreshLoop(ctx)
+	go r.heartbeatLoop(ctx)
 	last := "$"
 	var b backoff
 	for ctx.Err() == nil {
+		if len(r.inbox.backlog) > 0 { // a disconnect batch may have ended meanwhile
+			r.deliverMu.Lock()
+			r.inbox.drain()
+			r.delivered(last)
+			r.deliverMu.Unlock()
+		}
 		res, err := r.reader.XRead(ctx, &redis.XReadArgs{Streams: []string{r.stream, last}, Count: 100, Block: blockTime}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			if ctx.Err() != nil {
@@ -130,15 +158,46 @@ func (r *RedisStreamsCluster) Run(ctx context.Context) {
 				r.onEntry(m)
 			}
 		}
-		if last != "$" {
-			r.lastDelivered.Store(last)
-		}
+		r.delivered(last)
 		r.deliverMu.Unlock()
+		if last != "$" {
+			r.seen.set(last)
+		}
 	}
 }
 
-// onEntry delivers an entry to this node's sockets, our own broadcasts
-// included: every node delivers in stream order.
+// delivered records that every entry up to last was delivered here, unless
+// some wait in the inbox's backlog (then the mark stays before them).
+func (r *RedisStreamsCluster) delivered(last string) {
+	if last != "$" && len(r.inbox.backlog) == 0 {
+		r.lastDelivered.Store(last)
+	}
+}
+
+// Message types of socket.io-adapter's ClusterAdapter (the stream's "type").
+const (
+	msgInitialHeartbeat = iota + 1
+	msgHeartbeat
+	msgBroadcast
+	msgSocketsJoin
+	msgSocketsLeave
+	msgDisconnectSockets
+	msgFetchSockets
+	msgFetchSocketsResponse
+	msgServerSideEmit
+	msgServerSideEmitResponse
+	msgBroadcastClientCount
+	msgBroadcastAck
+	msgAdapterClose
+)
+
+// emitterUID is the uid of @socket.io/redis-streams-emitter (not a server).
+const emitterUID = "emitter"
+
+// onEntry handles an entry on the receive loop. Broadcasts are delivered to
+// this node's sockets, our own included: every node delivers in stream
+// order. While a disconnect batch holds the loop, other nodes' entries
+// wait (requestCore.disconnect).
 func (r *RedisStreamsCluster) onEntry(m redis.XMessage) {
 	nsp, _ := m.Values["nsp"].(string)
 	r.mu.Lock()
@@ -147,18 +206,133 @@ func (r *RedisStreamsCluster) onEntry(m redis.XMessage) {
 	if l == nil {
 		return
 	}
-	typ, _ := m.Values["type"].(string)
-	if typ != "3" { // BROADCAST; other cluster messages are not used by Switchboard
+	uid, _ := m.Values["uid"].(string)
+	ts, _ := m.Values["type"].(string)
+	typ, err := strconv.Atoi(ts)
+	if err != nil {
 		return
 	}
-	pkt, opts, err := decodeStreamData(m.Values["data"])
-	if err != nil || pkt.Data == nil {
+	own := uid == r.uid
+	if !own && uid != "" && uid != emitterUID {
+		l.sawNode(uid)
+	}
+	switch typ {
+	case msgInitialHeartbeat:
+		if !own {
+			go l.publishAsync(msgHeartbeat, nil)
+		}
+		return
+	case msgHeartbeat:
+		return
+	case msgAdapterClose:
+		if !own {
+			l.dropNode(uid)
+		}
+		return
+	case msgFetchSocketsResponse, msgServerSideEmitResponse, msgBroadcastClientCount, msgBroadcastAck:
+		if !own {
+			r.onResponse(uid, typ, m.Values["data"])
+		}
 		return
 	}
-	if t := pkt.Type; t != 2 && t != 5 {
+	if r.inbox.open() {
+		l.onMessage(m, typ, own)
 		return
 	}
-	l.local.Deliver(sio.Packet{Type: 2, Nsp: nsp, Data: pkt.Data, Offset: m.ID}, opts.toOpts())
+	r.inbox.handle(own, func() { l.onMessage(m, typ, own) })
+}
+
+// onMessage handles a broadcast or a request (receive loop).
+func (l *streamLink) onMessage(m redis.XMessage, typ int, own bool) {
+	switch typ {
+	case msgBroadcast:
+		d, err := decodeStream(m.Values["data"])
+		if err != nil || d.Packet.Data == nil {
+			return
+		}
+		if t := d.Packet.Type; t != 2 && t != 5 {
+			return
+		}
+		opts := d.Opts.toOpts()
+		if d.RequestID != "" { // a broadcast with acks from another node
+			if !own {
+				l.deliverWithAck(d, opts)
+			}
+			return
+		}
+		l.local.Deliver(sio.Packet{Type: 2, Nsp: l.nsp, Data: d.Packet.Data, Offset: m.ID}, opts)
+	case msgSocketsJoin, msgSocketsLeave, msgDisconnectSockets:
+		// Our own come back here too and are applied then: in stream order.
+		d, err := decodeStream(m.Values["data"])
+		if err != nil {
+			return
+		}
+		opts := d.Opts.toOpts()
+		switch typ {
+		case msgSocketsJoin:
+			l.local.Join(opts, d.Rooms)
+		case msgSocketsLeave:
+			l.local.Leave(opts, d.Rooms)
+		default:
+			l.r.disconnect(l.local, opts, d.Close, l.barrier, l.mark, nil)
+		}
+	case msgFetchSockets:
+		if own {
+			return
+		}
+		d, err := decodeStream(m.Values["data"])
+		if err != nil {
+			return
+		}
+		socks := l.local.Fetch(d.Opts.toOpts())
+		if socks == nil {
+			socks = []sio.SocketInfo{}
+		}
+		go l.publishAsync(msgFetchSocketsResponse, fetchResponseData{RequestID: d.RequestID, Sockets: socks})
+	case msgServerSideEmit:
+		if own {
+			return
+		}
+		d, err := decodeStream(m.Values["data"])
+		if err != nil {
+			return
+		}
+		var answer func(any)
+		if d.RequestID != "" {
+			answer = func(ack any) {
+				l.publishAsync(msgServerSideEmitResponse, packetData{RequestID: d.RequestID, Packet: ack})
+			}
+		}
+		l.sse.receive(d.PacketArgs, answer)
+	}
+}
+
+func (l *streamLink) deliverWithAck(d anyMessage, opts sio.BroadcastOpts) {
+	l.local.DeliverWithAck(sio.Packet{Type: 2, Nsp: l.nsp, Data: d.Packet.Data}, opts,
+		func(n int) {
+			go l.publishAsync(msgBroadcastClientCount, clientCountData{RequestID: d.RequestID, ClientCount: n})
+		},
+		func(arg any) {
+			go l.publishAsync(msgBroadcastAck, packetData{RequestID: d.RequestID, Packet: arg})
+		})
+}
+
+func (r *RedisStreamsCluster) onResponse(uid string, typ int, data any) {
+	d, err := decodeStream(data)
+	if err != nil || d.RequestID == "" {
+		return
+	}
+	r.answer(d.RequestID, uid, func(p *pendingRequest) {
+		switch typ {
+		case msgFetchSocketsResponse:
+			var socks []sio.SocketInfo
+			if b, err := json.Marshal(d.Sockets); err == nil && json.Unmarshal(b, &socks) == nil {
+				p.sockets = append(p.sockets, socks...)
+			}
+		case msgServerSideEmitResponse:
+			p.acks = append(p.acks, d.PacketAck)
+		}
+	})
 }
 
 type streamPacket struct {
@@ -173,21 +347,62 @@ type streamData struct {
 	Opts   wireOpts     `json:"opts" msgpack:"opts"`
 }
 
-// decodeStreamData reads an entry's data: JSON, or base64 msgpack when the
-// packet has binary (as the Node adapter writes it).
-func decodeStreamData(v any) (streamPacket, wireOpts, error) {
+// anyMessage is the data of any message type, decoded.
+type anyMessage struct {
+	Packet      streamPacket // a broadcast's packet
+	PacketArgs  []any        // a serverSideEmit's packet: [event, ...args]
+	PacketAck   any          // an answer's packet
+	Opts        wireOpts
+	RequestID   string
+	Rooms       []string
+	Close       bool
+	Sockets     any
+	ClientCount int
+}
+
+// wireMessage is any message's data as written.
+type wireMessage struct {
+	Packet      any      `json:"packet" msgpack:"packet"`
+	Opts        wireOpts `json:"opts" msgpack:"opts"`
+	RequestID   string   `json:"requestId" msgpack:"requestId"`
+	Rooms       []string `json:"rooms" msgpack:"rooms"`
+	Close       bool     `json:"close" msgpack:"close"`
+	Sockets     any      `json:"sockets" msgpack:"sockets"`
+	ClientCount int      `json:"clientCount" msgpack:"clientCount"`
+}
+
+// decodeStream reads an entry's data: JSON, or base64 msgpack when it has
+// binary (as the Node adapter writes it).
+func decodeStream(v any) (anyMessage, error) {
 	s, _ := v.(string)
-	var d streamData
+	var w wireMessage
 	var err error
 	if strings.HasPrefix(s, "{") {
-		err = json.Unmarshal([]byte(s), &d)
+		err = json.Unmarshal([]byte(s), &w)
 	} else {
-		var raw []byte
-		if raw, err = base64.StdEncoding.DecodeString(s); err == nil {
-			err = msgpack.Unmarshal(raw, &d)
+		var b []byte
+		if b, err = base64.StdEncoding.DecodeString(s); err == nil {
+			err = msgpack.Unmarshal(b, &w)
 		}
 	}
-	return d.Packet, d.Opts, err
+	d := anyMessage{PacketAck: w.Packet, Opts: w.Opts, RequestID: w.RequestID, Rooms: w.Rooms,
+		Close: w.Close, Sockets: w.Sockets, ClientCount: w.ClientCount}
+	if err != nil {
+		return d, err
+	}
+	switch p := w.Packet.(type) {
+	case []any:
+		d.PacketArgs = p
+	case map[string]any:
+		d.Packet.Type = toInt(p["type"])
+		d.Packet.Data, _ = p["data"].([]any)
+		d.Packet.Nsp, _ = p["nsp"].(string)
+		if id, ok := p["id"]; ok && id != nil {
+			n := uint64(toInt(id))
+			d.Packet.ID = &n
+		}
+	}
+	return d, nil
 }
 
 func hasBinary(v any) bool {
@@ -236,6 +451,10 @@ type streamLink struct {
 	r     *RedisStreamsCluster
 	nsp   string
 	local sio.Local
+	sse   serverSide
+
+	nmu   sync.Mutex
+	nodes map[string]time.Time // other servers of the namespace, by uid: when last heard of
 }
 
 // Publish implements sio.Link.
@@ -266,11 +485,14 @@ func (l *streamLink) Append(p sio.Packet, opts sio.BroadcastOpts) (string, error
 	return id, nil
 }
 
-// Close implements sio.Link.
+// Close implements sio.Link: the other servers stop counting this one.
 func (l *streamLink) Close() {
 	l.r.mu.Lock()
 	delete(l.r.links, l.nsp)
 	l.r.mu.Unlock()
+	if l.r.healthy.Load() {
+		l.publishAsync(msgAdapterClose, nil)
+	}
 }
 
 // wireSession is Node's session encoding: base64 of msgpack {sid,pid,rooms,data}.
@@ -429,11 +651,11 @@ func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
 			if t, _ := e.Values["type"].(string); t != "3" {
 				continue
 			}
-			pkt, opts, err := decodeStreamData(e.Values["data"])
-			if err != nil || pkt.Type != 2 || pkt.ID != nil || opts.Flags["volatile"] == true || !includes(rooms, opts) {
+			d, err := decodeStream(e.Values["data"])
+			if err != nil || d.Packet.Type != 2 || d.Packet.ID != nil || d.RequestID != "" || d.Opts.Flags["volatile"] == true || !includes(rooms, d.Opts) {
 				continue
 			}
-			s.Missed = append(s.Missed, append(pkt.Data, e.ID))
+			s.Missed = append(s.Missed, append(d.Packet.Data, e.ID))
 		}
 		if len(entries) < 500 {
 			break
@@ -449,11 +671,14 @@ const settleAfter = 3 * time.Second
 // loop has delivered at least up to offset (bounded wait), and returns the
 // id of the last entry delivered here.
 func (r *RedisStreamsCluster) hold(pid, offset string) string {
-	deadline := time.Now().Add(time.Second)
+	// Entries a disconnect batch holds back (requestCore.disconnect) are not
+	// delivered yet: wait for them too, or this node's own entries delivered
+	// past lastDelivered meanwhile would be neither replayed nor delivered.
+	deadline := time.Now().Add(time.Second + holdMax)
 	for {
 		r.deliverMu.Lock()
 		last, _ := r.lastDelivered.Load().(string)
-		if (last != "" && !idLess(last, offset)) || time.Now().After(deadline) {
+		if (last != "" && !idLess(last, offset) && r.inbox.queued.Load() == 0) || time.Now().After(deadline) {
 			break
 		}
 		r.deliverMu.Unlock()
@@ -517,4 +742,271 @@ func nextOffset(id string) string {
 	i := strings.IndexByte(id, '-')
 	seq, _ := strconv.ParseUint(id[i+1:], 10, 64)
 	return id[:i+1] + strconv.FormatUint(seq+1, 10)
+}
+
+// ---- requests between nodes, as socket.io-adapter's ClusterAdapterWithHeartbeat ----
+
+// Message data, field for field in Node's order.
+type (
+	roomsData struct { // SOCKETS_JOIN, SOCKETS_LEAVE
+		Opts  wireOpts `json:"opts"`
+		Rooms []string `json:"rooms"`
+	}
+	disconnectData struct {
+		Opts  wireOpts `json:"opts"`
+		Close bool     `json:"close"`
+	}
+	fetchData struct {
+		Opts      wireOpts `json:"opts"`
+		RequestID string   `json:"requestId"`
+	}
+	fetchResponseData struct {
+		RequestID string           `json:"requestId"`
+		Sockets   []sio.SocketInfo `json:"sockets"`
+	}
+	sseData struct {
+		RequestID string `json:"requestId,omitempty"` // present: answers expected
+		Packet    []any  `json:"packet"`
+	}
+	packetData struct { // SERVER_SIDE_EMIT_RESPONSE, BROADCAST_ACK
+		RequestID string `json:"requestId"`
+		Packet    any    `json:"packet"`
+	}
+	clientCountData struct {
+		RequestID   string `json:"requestId"`
+		ClientCount int    `json:"clientCount"`
+	}
+)
+
+// mayHaveBinary: the message types Node encodes in msgpack when they carry binary.
+func mayHaveBinary(typ int, data any) bool {
+	switch d := data.(type) {
+	case sseData:
+		return hasBinary(d.Packet)
+	case packetData:
+		return hasBinary(d.Packet)
+	case fetchResponseData:
+		for _, s := range d.Sockets {
+			if hasBinary(s.Data) || hasBinary(s.Handshake) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func encodeMessage(typ int, data any) (string, error) {
+	if mayHaveBinary(typ, data) {
+		var buf bytes.Buffer
+		enc := msgpack.NewEncoder(&buf)
+		enc.SetCustomStructTag("json")
+		enc.UseCompactInts(true)
+		if err := enc.Encode(data); err != nil {
+			return "", err
+		}
+		return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+	}
+	b, err := marshalJSON(data)
+	return string(b), err
+}
+
+// publish adds a message of this node to the stream (data nil: none) and
+// returns its id.
+func (l *streamLink) publish(ctx context.Context, typ int, data any) (string, error) {
+	r := l.r
+	values := []any{"uid", r.uid, "nsp", l.nsp, "type", strconv.Itoa(typ)}
+	if data != nil {
+		enc, err := encodeMessage(typ, data)
+		if err != nil {
+			return "", err
+		}
+		values = append(values, "data", enc)
+	}
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	id, err := r.c.XAdd(pctx, &redis.XAddArgs{Stream: r.stream, MaxLen: r.maxLen, Approx: true, Values: values}).Result()
+	if err != nil {
+		r.onError(err)
+		return "", fmt.Errorf("cluster: not sent: %w", err)
+	}
+	return id, nil
+}
+
+func (l *streamLink) publishAsync(typ int, data any) {
+	_, _ = l.publish(context.Background(), typ, data)
+}
+
+// heartbeatLoop announces this node to the others on every namespace, and
+// forgets the nodes not heard of for the heartbeat timeout.
+func (r *RedisStreamsCluster) heartbeatLoop(ctx context.Context) {
+	beat := time.NewTicker(r.heartbeat)
+	defer beat.Stop()
+	check := time.NewTicker(min(time.Second, r.heartbeat))
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			for _, l := range r.allLinks() {
+				_, _ = l.publish(ctx, msgHeartbeat, nil)
+			}
+		case <-check.C:
+			for _, l := range r.allLinks() {
+				l.expireNodes()
+			}
+		}
+	}
+}
+
+func (r *RedisStreamsCluster) allLinks() []*streamLink {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*streamLink, 0, len(r.links))
+	for _, l := range r.links {
+		out = append(out, l)
+	}
+	return out
+}
+
+func (l *streamLink) sawNode(uid string) {
+	l.nmu.Lock()
+	l.nodes[uid] = time.Now()
+	l.nmu.Unlock()
+}
+
+func (l *streamLink) dropNode(uid string) {
+	l.nmu.Lock()
+	delete(l.nodes, uid)
+	l.nmu.Unlock()
+	l.r.nodeGone(uid)
+}
+
+func (l *streamLink) expireNodes() {
+	var gone []string
+	l.nmu.Lock()
+	for uid, at := range l.nodes {
+		if time.Since(at) > l.r.nodeTTL {
+			gone = append(gone, uid)
+		}
+	}
+	l.nmu.Unlock()
+	for _, uid := range gone {
+		l.dropNode(uid)
+	}
+}
+
+// liveNodes are the other servers of the namespace, by uid.
+func (l *streamLink) liveNodes() map[string]bool {
+	l.nmu.Lock()
+	defer l.nmu.Unlock()
+	out := make(map[string]bool, len(l.nodes))
+	for uid, at := range l.nodes {
+		if time.Since(at) <= l.r.nodeTTL {
+			out[uid] = true
+		}
+	}
+	return out
+}
+
+// ServerCount implements sio.Requester: this node and the others heard of
+// within the heartbeat timeout (as Node's ClusterAdapterWithHeartbeat).
+func (l *streamLink) ServerCount(context.Context) (int, error) {
+	return 1 + len(l.liveNodes()), nil
+}
+
+// FetchSockets implements sio.Requester.
+func (l *streamLink) FetchSockets(ctx context.Context, opts sio.BroadcastOpts) ([]sio.SocketInfo, error) {
+	if !l.r.healthy.Load() {
+		return nil, errRequestsDown
+	}
+	missing := l.liveNodes()
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := requestContext(ctx)
+	defer cancel()
+	id, p := l.r.register("fetchSockets", 0, missing)
+	if _, err := l.publish(ctx, msgFetchSockets, fetchData{Opts: requestOpts(opts), RequestID: id}); err != nil {
+		l.r.forget(id)
+		return nil, err
+	}
+	socks, _, err := l.r.await(ctx, id, p)
+	return socks, err
+}
+
+// ServerSideEmit implements sio.Requester.
+func (l *streamLink) ServerSideEmit(ctx context.Context, event string, args []any) error {
+	if event == "" {
+		return errNoEvent
+	}
+	if !l.r.healthy.Load() {
+		return errRequestsDown
+	}
+	_, err := l.publish(ctx, msgServerSideEmit, sseData{Packet: append([]any{event}, args...)})
+	return err
+}
+
+// ServerSideEmitWithAck implements sio.Requester: one answer per other
+// server heard of.
+func (l *streamLink) ServerSideEmitWithAck(ctx context.Context, event string, args []any) ([]any, error) {
+	if event == "" {
+		return nil, errNoEvent
+	}
+	if !l.r.healthy.Load() {
+		return nil, errRequestsDown
+	}
+	missing := l.liveNodes()
+	if len(missing) == 0 {
+		return []any{}, nil
+	}
+	ctx, cancel := requestContext(ctx)
+	defer cancel()
+	id, p := l.r.register("serverSideEmit", 0, missing)
+	if _, err := l.publish(ctx, msgServerSideEmit, sseData{RequestID: id, Packet: append([]any{event}, args...)}); err != nil {
+		l.r.forget(id)
+		return nil, err
+	}
+	_, acks, err := l.r.await(ctx, id, p)
+	return acks, err
+}
+
+func (l *streamLink) request(ctx context.Context, typ int, data any) error {
+	if !l.r.healthy.Load() {
+		return errRequestsDown
+	}
+	_, err := l.publish(ctx, typ, data)
+	return err
+}
+
+// SocketsJoin implements sio.Requester.
+func (l *streamLink) SocketsJoin(ctx context.Context, opts sio.BroadcastOpts, rooms []string) error {
+	return l.request(ctx, msgSocketsJoin, roomsData{Opts: requestOpts(opts), Rooms: nonNil(rooms)})
+}
+
+// SocketsLeave implements sio.Requester.
+func (l *streamLink) SocketsLeave(ctx context.Context, opts sio.BroadcastOpts, rooms []string) error {
+	return l.request(ctx, msgSocketsLeave, roomsData{Opts: requestOpts(opts), Rooms: nonNil(rooms)})
+}
+
+// DisconnectSockets implements sio.Requester.
+func (l *streamLink) DisconnectSockets(ctx context.Context, opts sio.BroadcastOpts, close bool) error {
+	return l.request(ctx, msgDisconnectSockets, disconnectData{Opts: requestOpts(opts), Close: close})
+}
+
+// OnServerSideEmit implements sio.Requester.
+func (l *streamLink) OnServerSideEmit(h sio.ServerSideHandler) { l.sse.set(h) }
+
+// mark adds a heartbeat to the stream (harmless to every node) to wake the
+// receive loop up.
+func (l *streamLink) mark() { l.publishAsync(msgHeartbeat, nil) }
+
+// barrier returns once the receive loop read past a heartbeat added now,
+// so past everything this node added before (and delivered it here).
+func (l *streamLink) barrier(ctx context.Context) error {
+	id, err := l.publish(ctx, msgHeartbeat, nil)
+	if err != nil {
+		return err
+	}
+	return l.r.seen.wait(ctx, id)
 }

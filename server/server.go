@@ -34,6 +34,12 @@ type (
 	User      = sio.User
 	Error     = sio.Error
 	Handshake = sio.Handshake
+	// For the cluster-wide operations of a Namespace (FetchSockets,
+	// SocketsJoin, SocketsLeave, DisconnectSockets, ServerSideEmit,
+	// ServerSideEmitWithAck, OnServerSideEmit): see internal/sio/requests.go.
+	BroadcastOpts     = sio.BroadcastOpts
+	SocketInfo        = sio.SocketInfo
+	ServerSideHandler = sio.ServerSideHandler
 )
 
 // Handle registers a typed event handler on a namespace: see sio.Handle.

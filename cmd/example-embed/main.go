@@ -3,6 +3,12 @@
 // events, and mounts everything on its own http.ServeMux next to its own
 // routes. The compatibility suite uses it for binary payloads.
 //
+// With EXAMPLE_ADMIN=1 it also serves namespace /admin, a test hook that
+// runs the cluster-wide operations of namespace "/" (fetchSockets,
+// socketsJoin/Leave, disconnectSockets, serverSideEmit with and without
+// acks) for whoever connects: the cluster tests use it to check that Node
+// servers answer Switchboard's requests. Never enable it in production.
+//
 //	go run ./cmd/example-embed --addr :3001
 package main
 
@@ -60,6 +66,10 @@ func run() error {
 		return nil, c.Emit("blob", map[string]any{"bytes": b})
 	})
 
+	if os.Getenv("EXAMPLE_ADMIN") == "1" {
+		registerAdmin(sb, cfg.NodeID)
+	}
+
 	mux := http.NewServeMux()
 	sb.Mount(mux) // /socket.io/, /healthz, /readyz, /metrics, the demo page
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, _ *http.Request) {
@@ -81,4 +91,73 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// Selector picks sockets of namespace "/" as Node's io.in(rooms).except(except).
+type Selector struct {
+	Rooms  []string `json:"rooms"`
+	Except []string `json:"except"`
+	Local  bool     `json:"local"`
+}
+
+func (s Selector) opts() server.BroadcastOpts {
+	return server.BroadcastOpts{Rooms: s.Rooms, Except: s.Except, Local: s.Local}
+}
+
+// AdminRequest is the payload of the /admin events.
+type AdminRequest struct {
+	Selector
+	Join  []string `json:"join"`  // sockets-join
+	Leave []string `json:"leave"` // sockets-leave
+	Close bool     `json:"close"` // disconnect-sockets
+	Event string   `json:"event"` // server-side-emit*
+	Args  []any    `json:"args"`
+}
+
+// registerAdmin adds the /admin test hook (see the package comment). Every
+// event acknowledges {ok:true, ...result}; a cluster error is reported in
+// the result's "error" (with what arrived), not as a failed event.
+func registerAdmin(sb *server.Server, nodeID string) {
+	admin := sb.Of("/admin")
+	main := sb.Of("/")
+	errText := func(err error) any {
+		if err == nil {
+			return nil
+		}
+		return err.Error()
+	}
+	server.Handle(admin, "fetch-sockets", func(ctx context.Context, _ *server.Conn, req AdminRequest) (map[string]any, error) {
+		socks, err := main.FetchSockets(ctx, req.opts())
+		out := make([]map[string]any, 0, len(socks))
+		for _, s := range socks {
+			out = append(out, map[string]any{"id": s.ID, "rooms": s.Rooms, "data": s.Data})
+		}
+		return map[string]any{"sockets": out, "error": errText(err)}, nil
+	})
+	server.Handle(admin, "sockets-join", func(ctx context.Context, _ *server.Conn, req AdminRequest) (map[string]any, error) {
+		return map[string]any{"error": errText(main.SocketsJoin(ctx, req.opts(), req.Join...))}, nil
+	})
+	server.Handle(admin, "sockets-leave", func(ctx context.Context, _ *server.Conn, req AdminRequest) (map[string]any, error) {
+		return map[string]any{"error": errText(main.SocketsLeave(ctx, req.opts(), req.Leave...))}, nil
+	})
+	server.Handle(admin, "disconnect-sockets", func(ctx context.Context, _ *server.Conn, req AdminRequest) (map[string]any, error) {
+		return map[string]any{"error": errText(main.DisconnectSockets(ctx, req.opts(), req.Close))}, nil
+	})
+	server.Handle(admin, "server-side-emit", func(ctx context.Context, _ *server.Conn, req AdminRequest) (map[string]any, error) {
+		return map[string]any{"error": errText(main.ServerSideEmit(ctx, req.Event, req.Args...))}, nil
+	})
+	server.Handle(admin, "server-side-emit-with-ack", func(ctx context.Context, _ *server.Conn, req AdminRequest) (map[string]any, error) {
+		acks, err := main.ServerSideEmitWithAck(ctx, req.Event, req.Args...)
+		return map[string]any{"responses": acks, "error": errText(err)}, nil
+	})
+	server.Handle(admin, "server-count", func(ctx context.Context, _ *server.Conn, _ any) (map[string]any, error) {
+		n, err := main.ServerCount(ctx)
+		return map[string]any{"count": n, "error": errText(err)}, nil
+	})
+	// What other servers send to "/" with serverSideEmit: shown to the /admin
+	// clients, and answered with this node's id.
+	main.OnServerSideEmit(func(_ context.Context, event string, args []any) any {
+		_ = admin.To().Emit("server-side", map[string]any{"event": event, "args": args})
+		return map[string]any{"node": nodeID, "event": event, "args": args}
+	})
 }

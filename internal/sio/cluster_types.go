@@ -1,6 +1,9 @@
 package sio
 
-import "encoding/json"
+import (
+	"context"
+	"encoding/json"
+)
 
 // Packet is a Socket.IO packet as nodes exchange it: Data holds plain
 // values only (string, float64/int64/uint64, bool, nil, []byte, []any,
@@ -37,8 +40,16 @@ type Local interface {
 	// Join, Leave and Disconnect act on the local sockets opts selects.
 	Join(opts BroadcastOpts, rooms []string)
 	Leave(opts BroadcastOpts, rooms []string)
+	// Disconnect returns only once the disconnect hooks (Namespace.
+	// OnDisconnect) of the sockets it disconnected have run, bounded by the
+	// handler timeout, so that what they broadcast is published by then.
+	// The hooks run on each socket's own queue: never call it from a
+	// handler or hook of a socket it may disconnect.
 	Disconnect(opts BroadcastOpts, close bool)
-	// Sockets lists the ids of local sockets in any of rooms (all when empty).
+	// Sockets lists the ids of local sockets in any of rooms (all when
+	// empty), in the order Node's adapter visits them: room by room as
+	// given, each room's members in the order they joined it (all sockets:
+	// in the order they connected).
 	Sockets(rooms []string) []string
 	// Rooms lists the rooms with local members.
 	Rooms() []string
@@ -82,6 +93,43 @@ type Link interface {
 	// Close detaches the namespace.
 	Close()
 }
+
+// Requester is implemented by links that can ask the other nodes, as
+// Node's cluster adapters do (fetchSockets, serverSideEmit, socketsJoin,
+// socketsLeave, disconnectSockets, serverCount). Waits are bounded by ctx
+// or, when ctx has no deadline, by a 5 s requests timeout (Node's default).
+type Requester interface {
+	// FetchSockets describes the sockets opts selects on the other nodes
+	// (not this one), once every other node answered. On timeout it returns
+	// what arrived with an error.
+	FetchSockets(ctx context.Context, opts BroadcastOpts) ([]SocketInfo, error)
+	// ServerSideEmit sends event to the other nodes' server-side handlers.
+	ServerSideEmit(ctx context.Context, event string, args []any) error
+	// ServerSideEmitWithAck sends event to the other nodes and returns their
+	// answers, once one per other server arrived (Node semantics: a server
+	// without a handler never answers, so the call then times out and
+	// returns the answers that arrived with an error).
+	ServerSideEmitWithAck(ctx context.Context, event string, args []any) ([]any, error)
+	// SocketsJoin, SocketsLeave and DisconnectSockets act on the sockets opts
+	// selects on every node, this one included: this node's part is done
+	// when the request comes back from the cluster, in order with the
+	// broadcasts around it (as Publish). An error means it was not sent.
+	SocketsJoin(ctx context.Context, opts BroadcastOpts, rooms []string) error
+	SocketsLeave(ctx context.Context, opts BroadcastOpts, rooms []string) error
+	DisconnectSockets(ctx context.Context, opts BroadcastOpts, close bool) error
+	// ServerCount is the number of servers of the namespace, this one included.
+	ServerCount(ctx context.Context) (int, error)
+	// OnServerSideEmit sets the handler of the events other servers send
+	// with serverSideEmit (nil: none, and those events go unanswered).
+	OnServerSideEmit(h ServerSideHandler)
+}
+
+// ServerSideHandler handles an event another server sent with
+// serverSideEmit. Its result answers a serverSideEmitWithAck (one value per
+// server, as Node's callback takes one argument); it is dropped otherwise.
+// Handlers of one namespace run one at a time, in the order received, off
+// the cluster's receive loop; ctx ends with the requester's timeout.
+type ServerSideHandler func(ctx context.Context, event string, args []any) (ack any)
 
 // LogLink is a Link over a cluster-wide log (Redis streams): broadcasts get
 // an offset, and sessions are kept in the cluster so that a client recovers

@@ -3,8 +3,12 @@
 package sio
 
 import (
+	"math"
 	"reflect"
+	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/zishang520/socket.io/parsers/socket/v3/parser"
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -19,11 +23,59 @@ type bridge struct {
 	log       LogLink // set when the cluster keeps sessions (recovery on a LogCluster)
 	recovery  bool
 	persisted sync.Map // sid -> struct{}: PersistSession ran, the session must outlive DelAll
+
+	// joined orders room members as Node does (Local.Sockets): when each
+	// socket joined each of its rooms.
+	seq    atomic.Uint64
+	joined sync.Map // joinKey -> uint64
+
+	closing  *closeWaits
+	hookWait time.Duration
+}
+
+type joinKey struct {
+	room socket.Room
+	id   socket.SocketId
 }
 
 type bridgeBuilder struct {
 	cluster  Cluster
 	recovery bool
+	closing  *closeWaits
+	hookWait time.Duration // how long Local.Disconnect waits for disconnect hooks
+}
+
+// closeWaits tracks the sockets whose disconnect hooks are pending, so that
+// Local.Disconnect can return after they ran.
+type closeWaits struct {
+	m sync.Map // *socket.Socket -> chan struct{}, closed once its hooks ran
+}
+
+// start records that s is closing; call done once its hooks ran.
+func (w *closeWaits) start(s *socket.Socket) (done func()) {
+	ch := make(chan struct{})
+	w.m.Store(s, ch)
+	return func() {
+		w.m.CompareAndDelete(s, ch)
+		close(ch)
+	}
+}
+
+// wait returns once the hooks of ss ran, or after timeout.
+func (w *closeWaits) wait(ss []*socket.Socket, timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for _, s := range ss {
+		v, ok := w.m.Load(s)
+		if !ok {
+			continue
+		}
+		select {
+		case <-v.(chan struct{}):
+		case <-t.C:
+			return
+		}
+	}
 }
 
 func (b *bridgeBuilder) New(nsp socket.Namespace) socket.Adapter {
@@ -34,7 +86,10 @@ func (b *bridgeBuilder) New(nsp socket.Namespace) socket.Adapter {
 	} else {
 		base = socket.MakeAdapter()
 	}
-	br := &bridge{Adapter: base, recovery: b.recovery}
+	br := &bridge{Adapter: base, recovery: b.recovery, closing: b.closing, hookWait: b.hookWait}
+	if br.closing == nil {
+		br.closing = &closeWaits{}
+	}
 	br.Prototype(br)
 	br.Construct(nsp)
 	switch {
@@ -79,17 +134,29 @@ func recoverable(p *parser.Packet, opts *socket.BroadcastOptions) bool {
 }
 
 // AddAll, Del and DelAll keep the cluster's copy of the session current.
+// They also record the join order (see joined).
 func (b *bridge) AddAll(id socket.SocketId, rooms *types.Set[socket.Room]) {
+	for _, r := range rooms.Keys() {
+		if _, ok := b.joined.Load(joinKey{r, id}); !ok {
+			b.joined.Store(joinKey{r, id}, b.seq.Add(1))
+		}
+	}
 	b.Adapter.AddAll(id, rooms)
 	b.saveSession(id)
 }
 
 func (b *bridge) Del(id socket.SocketId, room socket.Room) {
 	b.Adapter.Del(id, room)
+	b.joined.Delete(joinKey{room, id})
 	b.saveSession(id)
 }
 
 func (b *bridge) DelAll(id socket.SocketId) {
+	if rooms := b.Adapter.SocketRooms(id); rooms != nil {
+		for _, r := range rooms.Keys() {
+			b.joined.Delete(joinKey{r, id})
+		}
+	}
 	if b.log != nil {
 		if _, kept := b.persisted.LoadAndDelete(id); !kept {
 			if s, ok := b.Nsp().Sockets().Load(id); ok {
@@ -232,30 +299,66 @@ func (l *local) Leave(opts BroadcastOpts, rooms []string) {
 	l.br.Adapter.DelSockets(fromOpts(opts), toRooms(rooms))
 }
 
+// Disconnect disconnects in Node's order and returns once the sockets'
+// disconnect hooks ran (they are queued on each socket, behind its running
+// handler: see Namespace.middleware), bounded by the handler timeout.
 func (l *local) Disconnect(opts BroadcastOpts, close bool) {
-	// Disconnect(true) loses the DISCONNECT packet in this engine: send it,
-	// then close the transports.
-	var conns []interface{ Close(bool) }
-	if close {
-		l.br.Adapter.FetchSockets(fromOpts(opts))(func(ss []socket.SocketDetails, _ error) {
-			for _, d := range ss {
-				if s, ok := d.(*socket.Socket); ok {
-					conns = append(conns, s.Conn())
-				}
+	socks := l.selected(opts)
+	for _, s := range socks {
+		// Disconnect(true) loses the DISCONNECT packet in this engine: send
+		// it, then close the transport.
+		s.Disconnect(false)
+		if close {
+			s.Conn().Close(false)
+		}
+	}
+	l.br.closing.wait(socks, l.br.hookWait)
+}
+
+// selected lists the connected local sockets opts selects, in Node's order:
+// by the first of opts.Rooms they are in, then by when they joined it (all
+// sockets: by when they connected, i.e. joined their own room).
+func (l *local) selected(opts BroadcastOpts) []*socket.Socket {
+	var socks []*socket.Socket
+	l.br.Adapter.FetchSockets(fromOpts(opts))(func(ss []socket.SocketDetails, _ error) {
+		for _, d := range ss {
+			if s, ok := d.(*socket.Socket); ok {
+				socks = append(socks, s)
 			}
-		})
+		}
+	})
+	type rank struct {
+		room int
+		seq  uint64
 	}
-	l.br.Adapter.DisconnectSockets(fromOpts(opts), false)
-	for _, c := range conns {
-		c.Close(false)
+	ranks := make(map[*socket.Socket]rank, len(socks))
+	for _, s := range socks {
+		r := rank{len(opts.Rooms), math.MaxUint64}
+		if len(opts.Rooms) == 0 {
+			if v, ok := l.br.joined.Load(joinKey{socket.Room(s.Id()), s.Id()}); ok {
+				r = rank{0, v.(uint64)}
+			}
+		}
+		for i, room := range opts.Rooms {
+			if v, ok := l.br.joined.Load(joinKey{socket.Room(room), s.Id()}); ok {
+				r = rank{i, v.(uint64)}
+				break
+			}
+		}
+		ranks[s] = r
 	}
+	sort.SliceStable(socks, func(i, j int) bool {
+		a, b := ranks[socks[i]], ranks[socks[j]]
+		return a.room < b.room || (a.room == b.room && a.seq < b.seq)
+	})
+	return socks
 }
 
 func (l *local) Sockets(rooms []string) []string {
-	set := l.br.Adapter.Sockets(types.NewSet(toRooms(rooms)...))
-	out := make([]string, 0, set.Len())
-	for _, id := range set.Keys() {
-		out = append(out, string(id))
+	socks := l.selected(BroadcastOpts{Rooms: rooms})
+	out := make([]string, len(socks))
+	for i, s := range socks {
+		out[i] = string(s.Id())
 	}
 	return out
 }
@@ -271,23 +374,18 @@ func (l *local) Rooms() []string {
 
 func (l *local) Fetch(opts BroadcastOpts) []SocketInfo {
 	var out []SocketInfo
-	done := make(chan struct{})
-	l.br.Adapter.FetchSockets(fromOpts(opts))(func(ss []socket.SocketDetails, _ error) {
-		for _, s := range ss {
-			rooms := make([]string, 0, s.Rooms().Len())
-			for _, r := range s.Rooms().Keys() {
-				rooms = append(rooms, string(r))
-			}
-			var hs map[string]any
-			if h := s.Handshake(); h != nil {
-				hs = map[string]any{"time": h.Time, "address": h.Address, "xdomain": h.Xdomain,
-					"secure": h.Secure, "issued": h.Issued, "url": h.Url}
-			}
-			out = append(out, SocketInfo{ID: string(s.Id()), Handshake: hs, Rooms: rooms, Data: plainData(s.Data())})
+	for _, s := range l.selected(opts) {
+		rooms := make([]string, 0, s.Rooms().Len())
+		for _, r := range s.Rooms().Keys() {
+			rooms = append(rooms, string(r))
 		}
-		close(done)
-	})
-	<-done
+		var hs map[string]any
+		if h := s.Handshake(); h != nil {
+			hs = map[string]any{"time": h.Time, "address": h.Address, "xdomain": h.Xdomain,
+				"secure": h.Secure, "issued": h.Issued, "url": h.Url}
+		}
+		out = append(out, SocketInfo{ID: string(s.Id()), Handshake: hs, Rooms: rooms, Data: plainData(s.Data())})
+	}
 	return out
 }
 

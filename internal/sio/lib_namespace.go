@@ -119,9 +119,14 @@ func (n *Namespace) middleware(sock *socket.Socket, next func(*socket.ExtendedEr
 	// Registered before the socket can be connected, so no close is missed.
 	// The cleanup is queued behind the connection's running handler: it never
 	// runs concurrently with one.
+	// Local.Disconnect waits for it (closing).
 	_ = sock.On("disconnecting", func(args ...any) {
 		reason, _ := firstString(args)
-		sock.Enqueue(func() { st.closed(reason) })
+		done := n.srv.closing.start(sock)
+		sock.Enqueue(func() {
+			defer done()
+			st.closed(reason)
+		})
 	})
 	// The engine may close before the connection completes: release anyway.
 	_ = sock.Conn().Once("close", func(...any) {

@@ -31,6 +31,7 @@ type Server struct {
 	connectMW    []ConnectFunc
 	interceptors []Interceptor
 	pending      sync.Map // *socket.Socket -> *pending, between middleware and connection
+	closing      *closeWaits
 	gates        sync.Map // engine.Socket -> *gate (see gate.go)
 }
 
@@ -62,16 +63,19 @@ func NewServer(opts Options) *Server {
 	if opts.Cookie != nil {
 		so.SetCookie(opts.Cookie)
 	}
-	so.SetAdapter(&bridgeBuilder{cluster: opts.Cluster, recovery: opts.RecoveryWindow > 0})
+	closing := &closeWaits{}
+	so.SetAdapter(&bridgeBuilder{cluster: opts.Cluster, recovery: opts.RecoveryWindow > 0,
+		closing: closing, hookWait: opts.HandlerTimeout + time.Second})
 	if allow := opts.AllowRequest; allow != nil {
 		so.SetAllowRequest(func(ctx *types.HttpContext) error { return allow(ctx.Request()) })
 	}
 	s := &Server{
-		io:   socket.NewServer(nil, so),
-		opts: opts,
-		log:  opts.Logger,
-		obs:  opts.Observer,
-		nsps: map[string]*Namespace{},
+		io:      socket.NewServer(nil, so),
+		opts:    opts,
+		log:     opts.Logger,
+		obs:     opts.Observer,
+		nsps:    map[string]*Namespace{},
+		closing: closing,
 	}
 	s.http = s.io.ServeHandler(nil)
 	s.Of("/")
