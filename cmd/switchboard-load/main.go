@@ -25,7 +25,9 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +45,8 @@ func main() {
 
 const usage = `usage: switchboard-load SCENARIO [flags]
 scenarios: idle, echo, fanout, rooms, polling
-other:     serve (Switchboard in-process with net/http/pprof), report (aggregate results)
+other:     serve (Switchboard in-process with net/http/pprof), report (aggregate results),
+           blast (a do-nothing fan-out server: measures the load generator's own ceiling)
 run "switchboard-load SCENARIO -h" for the flags`
 
 func run(args []string) error {
@@ -56,6 +59,8 @@ func run(args []string) error {
 		return serve(args[1:])
 	case "report":
 		return report(args[1:], os.Stdout)
+	case "blast":
+		return blast(args[1:])
 	case "idle", "echo", "fanout", "rooms", "polling":
 	case "-h", "--help", "help":
 		fmt.Fprintln(os.Stderr, usage)
@@ -121,8 +126,11 @@ type Options struct {
 	timeout     time.Duration
 	progress    time.Duration
 	procs       int
+	procCPUs    []string
 	sweep       time.Duration
 	eager       int
+	reader      string
+	reactors    int
 
 	cpuProfile string
 
@@ -160,7 +168,10 @@ func parseOptions(scenario string, args []string) (*Options, error) {
 	fs.DurationVar(&o.progress, "progress", time.Second, "progress line interval on stderr (0: none)")
 	fs.DurationVar(&o.sweep, "sweep", 0, "fanout: read all but --eager receivers in sweeps this far apart from one goroutine (one syscall per socket per sweep, cheaper client; changes the server's cost, see docs/BENCHMARKS.md); 0: a reader per connection")
 	fs.IntVar(&o.eager, "eager", 50, "fanout with --sweep: receivers (spread over the room) read at once, measuring latency")
+	fs.StringVar(&o.reader, "reader", "", "how WebSocket connections are read: reactor (one goroutine per core with its own epoll set, 64 KB reads, no per-frame allocation) or goroutine (one reader per connection); default: reactor for fanout and rooms, goroutine otherwise")
+	fs.IntVar(&o.reactors, "reactors", 0, "--reader reactor: reader goroutines per process (0: GOMAXPROCS)")
 	fs.IntVar(&o.procs, "procs", 1, "load processes (connections are split among them)")
+	procCPUs := fs.String("proc-cpus", "", "with --procs: comma-separated CPUs; process k (0 is this one, which the caller pins) is started under taskset on the k-th (mod the count)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	fs.IntVar(&o.shard, "shard", 0, "internal: this child's index")
 	fs.IntVar(&o.shards, "shards", 0, "internal: number of processes")
@@ -196,8 +207,37 @@ func parseOptions(scenario string, args []string) (*Options, error) {
 	if o.interval <= 0 {
 		o.interval = time.Second
 	}
+	switch o.reader {
+	case "":
+		o.reader = "goroutine"
+		if scenario == "fanout" || scenario == "rooms" {
+			o.reader = "reactor"
+		}
+	case "reactor", "goroutine":
+	default:
+		return nil, fmt.Errorf("--reader: reactor or goroutine, got %q", o.reader)
+	}
+	if o.wsImpl != "raw" || o.scenario == "polling" || o.scenario == "idle" {
+		o.reader = "goroutine" // the reactor reads raw framing; idle is swept; polling is HTTP
+	}
+	if o.scenario == "fanout" && o.sweep > 0 && o.wsImpl == "raw" {
+		o.reader = "sweep" // --eager receivers have a goroutine each, the others are swept
+	}
+	if o.reactors <= 0 {
+		o.reactors = runtime.GOMAXPROCS(0)
+	}
 	if o.procs < 1 {
 		o.procs = 1
+	}
+	if *procCPUs != "" {
+		for _, c := range strings.Split(*procCPUs, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				if _, err := strconv.Atoi(c); err != nil {
+					return nil, fmt.Errorf("--proc-cpus: %q is not a CPU number", c)
+				}
+				o.procCPUs = append(o.procCPUs, c)
+			}
+		}
 	}
 	if o.shards == 0 {
 		o.shards = o.procs

@@ -116,6 +116,10 @@ var scenarioMetrics = map[string][]metric{
 		{"server CPU (% core)", "server.cpu_pct", true},
 		{"server RSS peak (MB)", "server.rss_mb_peak", true},
 		{"client CPU (% core)", "client.cpu_pct", true},
+		{"client CPU per delivery (µs)", "client.cpu_us_per_delivery", true},
+		// Above 1, receivers are read less often than messages arrive:
+		// the client is behind (see docs/BENCHMARKS.md).
+		{"client deliveries per read", "client.deliveries_per_read", true},
 	},
 	"rooms": {
 		{"delivered messages per second", "delivered_per_s", false},
@@ -328,9 +332,22 @@ func summaryLine(m map[string]any) string {
 		return s + fmt.Sprintf(", %s KB RSS per connection, %s connects/s, server CPU %s%%, client CPU %s%%",
 			get("server.rss_kb_per_conn"), get("connect_per_s"), get("server.cpu_pct"), get("client.cpu_pct"))
 	}
-	return s + fmt.Sprintf(", acked %s (%s/s), delivered %s/s, lost %s, dup %s, ack p99 %s ms, latency p99 %s ms, server %s µs/%s at %s%% CPU, client %s%% CPU",
+	s += fmt.Sprintf(", acked %s (%s/s), delivered %s/s, lost %s, dup %s, ack p99 %s ms, latency p99 %s ms, server %s µs/%s at %s%% CPU, client %s%% CPU",
 		get("acked"), get("acked_per_s"), get("delivered_per_s"), get("lost"), get("duplicated"), get("ack_rtt_ms.p99"),
 		get("latency_ms.p99"), get("server.cpu_us_per_op"), opName(m), get("server.cpu_pct"), get("client.cpu_pct"))
+	if _, ok := lookup(m, "client.deliveries_per_read"); ok {
+		s += fmt.Sprintf(" (%s µs/delivery, %s deliveries/read)", get("client.cpu_us_per_delivery"), get("client.deliveries_per_read"))
+	}
+	if c, ok := m["client"].(map[string]any); ok {
+		if cpus, ok := c["cpus"].([]any); ok && len(cpus) > 0 {
+			var l []string
+			for _, v := range cpus {
+				l = append(l, fmt.Sprint(v))
+			}
+			s += fmt.Sprintf(" on CPU %s (%v processes)", strings.Join(l, "+"), c["procs"])
+		}
+	}
+	return s
 }
 
 func opName(m map[string]any) string {

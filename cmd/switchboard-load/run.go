@@ -45,7 +45,8 @@ type runner struct {
 	lat     loadclient.Hist // µs, delivery latency from the text's timestamp
 	connLat loadclient.Hist // µs, dial to CONNECT ack
 
-	sweeper *loadclient.Sweeper // bulk receivers (nil: every connection has its reader)
+	sweeper  *loadclient.Sweeper   // bulk receivers (nil: every connection has its reader)
+	reactors []*loadclient.Reactor // the light receive path (nil: a reader goroutine per connection)
 
 	stopping atomic.Bool // disconnects from now on are ours
 	// membersOf returns how many deliveries one acked message from sender owes.
@@ -92,7 +93,36 @@ func newRunner(o *Options) (*runner, error) {
 		}
 		r.sweeper = s
 	}
+	if o.reader == "reactor" && o.wsImpl == "raw" && r.sweeper == nil {
+		for k := 0; k < o.reactors; k++ {
+			rx, err := loadclient.NewReactor()
+			if err != nil {
+				r.closeReactors()
+				return nil, err
+			}
+			r.reactors = append(r.reactors, rx)
+		}
+	}
 	return r, nil
+}
+
+func (r *runner) closeReactors() {
+	for _, rx := range r.reactors {
+		rx.Close()
+	}
+	r.reactors = nil
+}
+
+// readerStats sums the reactors' counters.
+func (r *runner) readerStats() loadclient.ReactorStats {
+	var s loadclient.ReactorStats
+	for _, rx := range r.reactors {
+		st := rx.Stats()
+		s.Reads += st.Reads
+		s.Bytes += st.Bytes
+		s.Rounds += st.Rounds
+	}
+	return s
 }
 
 func userID(u int) string { return "load-" + strconv.Itoa(u) }
@@ -145,33 +175,35 @@ type ackResult struct {
 // batches (up to one sweep late) and only count.
 func (c *vclient) handlers(eager bool) loadclient.Handlers {
 	r := c.r
+	var hint int // where the text was in this connection's last message
+	event := func(p []byte, now int64) {
+		sender, seq, nanos, isMsg, ok := loadclient.ParseMessageHint(p, &hint)
+		if !isMsg {
+			r.cnt.OtherEvts.Add(1)
+			return
+		}
+		r.cnt.Delivered.Add(1)
+		if !ok {
+			r.cnt.Foreign.Add(1)
+			return
+		}
+		r.cnt.Note(now)
+		if eager {
+			r.lat.Record((now - nanos) / 1000)
+		}
+		switch c.recv.Add(sender, seq) {
+		case loadclient.Unique:
+			r.cnt.Unique.Add(1)
+		case loadclient.Reordered:
+			r.cnt.Unique.Add(1)
+			r.cnt.Reordered.Add(1)
+		case loadclient.Duplicate:
+			r.cnt.Duplicated.Add(1)
+		}
+	}
 	return loadclient.Handlers{
-		Event: func(p []byte) {
-			sender, seq, nanos, isMsg, ok := loadclient.ParseMessage(p)
-			if !isMsg {
-				r.cnt.OtherEvts.Add(1)
-				return
-			}
-			now := time.Now().UnixNano()
-			r.cnt.Delivered.Add(1)
-			if !ok {
-				r.cnt.Foreign.Add(1)
-				return
-			}
-			r.cnt.Note(now)
-			if eager {
-				r.lat.Record((now - nanos) / 1000)
-			}
-			switch c.recv.Add(sender, seq) {
-			case loadclient.Unique:
-				r.cnt.Unique.Add(1)
-			case loadclient.Reordered:
-				r.cnt.Unique.Add(1)
-				r.cnt.Reordered.Add(1)
-			case loadclient.Duplicate:
-				r.cnt.Duplicated.Add(1)
-			}
-		},
+		Event:   func(p []byte) { event(p, time.Now().UnixNano()) },
+		EventAt: event,
 		Ack: func(id uint64, p []byte) {
 			c.mu.Lock()
 			if ch, ok := c.waits[id]; ok {
@@ -372,13 +404,20 @@ func (r *runner) connectOne(ctx context.Context, i int, roomOf func(int) string)
 		r.joined.Add(1)
 	}
 	eager := r.eager(i)
-	if !eager && r.sweeper != nil {
+	switch {
+	case !eager && r.sweeper != nil:
 		if err := wc.StartSwept(r.sweeper, c.handlers(false)); err != nil {
 			wc.Close(true)
 			fail("sweep", err)
 			return
 		}
-	} else {
+	case len(r.reactors) > 0:
+		if err := wc.StartOn(r.reactors[i%len(r.reactors)], c.handlers(true), r.o.scenario == "fanout" && i == 0); err != nil {
+			wc.Close(true)
+			fail("reactor", err)
+			return
+		}
+	default:
 		wc.Start(c.handlers(true))
 	}
 	r.clients[i] = c
@@ -398,6 +437,7 @@ func (r *runner) closeAll() {
 	if r.sweeper != nil {
 		r.sweeper.Close()
 	}
+	r.closeReactors()
 }
 
 // outstandingAcks counts data acks not yet received in this process.

@@ -75,6 +75,14 @@ type ClientStats struct {
 	CPUS   float64 `json:"cpu_s"`
 	CPUPct float64 `json:"cpu_pct"` // over the window, all load processes, of one core
 	GOMAXP int     `json:"gomaxprocs"`
+	// CPUs lists the CPUs the load processes were allowed to run on
+	// (their affinity), one entry per distinct set.
+	CPUs   []string `json:"cpus,omitempty"`
+	Reader string   `json:"reader,omitempty"` // reactor or goroutine
+	// With the reactor: read syscalls in the window, and deliveries per read.
+	Reads        int64   `json:"reads,omitempty"`
+	PerRead      float64 `json:"deliveries_per_read,omitempty"`
+	UsPerDeliver float64 `json:"cpu_us_per_delivery,omitempty"` // client CPU per unique delivery
 }
 
 // partial is one process's share of the counts (children send theirs).
@@ -89,9 +97,11 @@ type partial struct {
 	AckRTT, Lat, ConnLat            loadclient.Sparse
 	CPUWindow                       float64 // seconds of CPU in the measured window
 	ConnectSeconds                  float64
+	Reads                           int64  // reactor reads in the window
+	CPUs                            string // the process's CPU affinity
 }
 
-func (r *runner) export(cpuWindow float64, connectS float64) partial {
+func (r *runner) export(cpuWindow float64, connectS float64, reads int64) partial {
 	r.mu.Lock()
 	codes := map[string]int64{}
 	for k, v := range r.ackCodes {
@@ -107,7 +117,7 @@ func (r *runner) export(cpuWindow float64, connectS float64) partial {
 		Disconnects: r.disconnects.Load(), FirstRecv: r.cnt.FirstRecv.Load(), LastRecv: r.cnt.LastRecv.Load(),
 		AckCodes: codes, Errors: errs,
 		AckRTT: r.ackRTT.Export(), Lat: r.lat.Export(), ConnLat: r.connLat.Export(),
-		CPUWindow: cpuWindow, ConnectSeconds: connectS,
+		CPUWindow: cpuWindow, ConnectSeconds: connectS, Reads: reads, CPUs: loadclient.CPUAffinity(),
 	}
 }
 
@@ -250,6 +260,7 @@ func runScenario(ctx context.Context, o *Options) (*Result, error) {
 
 	var s1, s2 loadclient.ProcSample
 	var cpu1, cpu2 time.Duration
+	var reads1, reads2 int64
 	if o.scenario == "idle" {
 		if kids != nil {
 			kids.send("GO") // children hold their connections until STOP
@@ -271,6 +282,7 @@ func runScenario(ctx context.Context, o *Options) (*Result, error) {
 	} else {
 		s1, _ = mon.sample()
 		cpu1 = loadclient.SelfCPU()
+		reads1 = r.readerStats().Reads
 		if kids != nil {
 			kids.send("GO")
 		}
@@ -303,10 +315,11 @@ func runScenario(ctx context.Context, o *Options) (*Result, error) {
 		stop()
 		s2, _ = mon.sample()
 		cpu2 = loadclient.SelfCPU()
+		reads2 = r.readerStats().Reads
 		res.WindowS = s2.At.Sub(s1.At).Seconds()
 	}
 	_ = cpu0
-	parts := []partial{r.export((cpu2 - cpu1).Seconds(), connectTook.Seconds())}
+	parts := []partial{r.export((cpu2 - cpu1).Seconds(), connectTook.Seconds(), reads2-reads1)}
 	if kids != nil {
 		kp, err := kids.stop(ctx, o.drain+10*time.Second)
 		if err != nil {
@@ -320,6 +333,9 @@ func runScenario(ctx context.Context, o *Options) (*Result, error) {
 	// Merge.
 	var ackRTT, lat, connLat loadclient.Hist
 	var cpuWindow float64
+	var reads int64
+	cpuSets := map[string]bool{}
+	var cpus []string
 	res.AckErrorCodes = map[string]int64{}
 	var first, last int64
 	for _, p := range parts {
@@ -345,6 +361,11 @@ func runScenario(ctx context.Context, o *Options) (*Result, error) {
 		lat.Merge(p.Lat)
 		connLat.Merge(p.ConnLat)
 		cpuWindow += p.CPUWindow
+		reads += p.Reads
+		if p.CPUs != "" && !cpuSets[p.CPUs] {
+			cpuSets[p.CPUs] = true
+			cpus = append(cpus, p.CPUs)
+		}
 		if p.FirstRecv > 0 && (first == 0 || p.FirstRecv < first) {
 			first = p.FirstRecv
 		}
@@ -386,9 +407,18 @@ func runScenario(ctx context.Context, o *Options) (*Result, error) {
 		}
 	}
 	window := s2.At.Sub(s1.At).Seconds()
-	res.Client = ClientStats{Procs: o.shards, WS: o.wsImpl, CPUS: round3(cpuWindow), GOMAXP: runtime.GOMAXPROCS(0)}
+	res.Client = ClientStats{Procs: o.shards, WS: o.wsImpl, CPUS: round3(cpuWindow), GOMAXP: runtime.GOMAXPROCS(0),
+		CPUs: cpus, Reader: o.reader}
 	if o.scenario == "polling" {
 		res.Client.WS = "polling"
+		res.Client.Reader = ""
+	}
+	if o.reader == "reactor" && reads > 0 {
+		res.Client.Reads = reads
+		res.Client.PerRead = round3(float64(res.Delivered) / float64(reads))
+	}
+	if o.scenario != "idle" && res.Unique > 0 {
+		res.Client.UsPerDeliver = round3(cpuWindow * 1e6 / float64(res.Unique))
 	}
 	if window > 0 {
 		res.Client.CPUPct = round1(100 * cpuWindow / window)

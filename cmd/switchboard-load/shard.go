@@ -47,6 +47,16 @@ func startChildren(ctx context.Context, o *Options) (*children, error) {
 		args := append([]string{o.scenario}, os.Args[2:]...)
 		args = append(args, "--shard", strconv.Itoa(k), "--shards", strconv.Itoa(o.shards), "--progress", "0")
 		cmd := exec.CommandContext(ctx, exe, args...)
+		if len(o.procCPUs) > 0 {
+			// Started under taskset, the child's Go runtime sizes itself
+			// (GOMAXPROCS) for its one CPU from the start.
+			ts, err := exec.LookPath("taskset")
+			if err != nil {
+				cs.kill()
+				return nil, fmt.Errorf("--proc-cpus: %w", err)
+			}
+			cmd = exec.CommandContext(ctx, ts, append([]string{"-c", o.procCPUs[k%len(o.procCPUs)], exe}, args...)...)
+		}
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -226,6 +236,7 @@ func childMain(ctx context.Context, r *runner, sc scenario) error {
 		return nil
 	}
 	cpu1 := loadclient.SelfCPU()
+	reads1 := r.readerStats().Reads
 	end := time.Now().Add(r.o.duration)
 	loadDone := make(chan struct{})
 	go func() {
@@ -252,7 +263,7 @@ func childMain(ctx context.Context, r *runner, sc scenario) error {
 	waitFor(ctx, r.o.drain, 3*time.Second, func() bool { return r.outstandingAcks() == 0 },
 		func() int64 { return r.acked.Load() })
 	close(stopped)
-	p := r.export((loadclient.SelfCPU() - cpu1).Seconds(), took.Seconds())
+	p := r.export((loadclient.SelfCPU() - cpu1).Seconds(), took.Seconds(), r.readerStats().Reads-reads1)
 	b, _ := json.Marshal(p)
 	say("RESULT %s", b)
 	_ = cmd

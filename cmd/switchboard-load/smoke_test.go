@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -88,7 +90,8 @@ func TestSmokeEcho(t *testing.T) {
 
 func TestSmokeFanout(t *testing.T) {
 	url := startServer(t)
-	for _, mode := range [][]string{{"--rate", "20"}, {"--rate", "0", "--window", "2"}, {"--rate", "0", "--sweep", "20ms", "--eager", "5"}} {
+	for _, mode := range [][]string{{"--rate", "20"}, {"--rate", "0", "--window", "2"}, {"--rate", "0", "--sweep", "20ms", "--eager", "5"},
+		{"--rate", "0", "--reader", "goroutine"}, {"--rate", "0", "--reactors", "3"}} {
 		args := append([]string{"--url", url, "--clients", "40", "--users", "10", "--duration", "1s"}, mode...)
 		res := runSmoke(t, "fanout", args...)
 		if res.Connected != 40 || res.Joined != 40 {
@@ -103,6 +106,59 @@ func TestSmokeFanout(t *testing.T) {
 		if !res.OK {
 			t.Fatalf("%v: not ok: %+v", mode, res)
 		}
+		wantReader := "reactor"
+		if slices.Contains(mode, "goroutine") {
+			wantReader = "goroutine"
+		} else if slices.Contains(mode, "--sweep") {
+			wantReader = "sweep"
+		}
+		if res.Client.Reader != wantReader || (wantReader == "reactor") != (res.Client.Reads > 0) || len(res.Client.CPUs) == 0 {
+			t.Fatalf("%v: client stats %+v", mode, res.Client)
+		}
+	}
+}
+
+func TestSmokeRooms(t *testing.T) {
+	url := startServer(t)
+	res := runSmoke(t, "rooms", "--url", url, "--clients", "60", "--room-size", "6", "--interval", "100ms", "--duration", "1s")
+	if res.Connected != 60 || res.Sent == 0 || res.Acked != res.Sent || res.Unique != res.Expected || res.Expected != res.Acked*6 {
+		t.Fatalf("connected %d sent %d acked %d expected %d unique %d", res.Connected, res.Sent, res.Acked, res.Expected, res.Unique)
+	}
+	if !res.OK || res.Client.Reader != "reactor" || res.AckRTTMs == nil || res.LatencyMs == nil {
+		t.Fatalf("not ok: %+v", res)
+	}
+}
+
+// startBlast runs the do-nothing fan-out server in-process.
+func startBlast(t *testing.T, batch int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := newBlaster()
+	b.batch = batch
+	go b.broadcaster(ctx)
+	srv := &http.Server{Handler: b}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		cancel()
+		srv.Close()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestBlastFanout: batches of frames per write reach the reactor as
+// several frames per read, and nothing is lost.
+func TestBlastFanout(t *testing.T) {
+	url := startBlast(t, 4)
+	res := runSmoke(t, "fanout", "--url", url, "--clients", "50", "--users", "5", "--rate", "0", "--window", "4", "--duration", "1s")
+	if !res.OK || res.Unique != res.Expected || res.Expected != res.Acked*50 {
+		t.Fatalf("not ok: %+v", res)
+	}
+	if res.Client.PerRead <= 1.5 {
+		t.Fatalf("deliveries per read %v, want batches", res.Client.PerRead)
 	}
 }
 

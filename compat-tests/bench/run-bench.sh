@@ -9,10 +9,13 @@
 # Options: --rounds N (default 3), --only idle,echo,fanout-rate,fanout-max,rooms,polling,
 #          --idle-max (full/quick: also one run per server with as many idle connections as the
 #          fd limit allows), --no-pin, --out DIR (default .tmp/bench/<timestamp>).
+# Environment: GOTAGS (build tags for the switchboard binary, e.g. GOTAGS=ownengine; default none),
+#          LOAD_CPUS (CPUs of the load side, comma-separated, default 1), LOAD_PROCS (load
+#          processes, default 1; process k runs on the k-th of LOAD_CPUS), BENCH_PORT (29170).
 #
 # Each scenario runs against Switchboard and Node alternately (A B A B ...), each run on a fresh
 # server process. With taskset and at least 2 CPUs, the server is pinned to CPU 0 and the load
-# generator to CPU 1 (so Switchboard gets GOMAXPROCS=1 and Node its one core). Both servers get
+# generator to CPU 1 (LOAD_CPUS; so Switchboard gets GOMAXPROCS=1 and Node its one core). Both get
 # the same settings: RATE_LIMIT=0, MAX_CONNECTIONS=0, MAX_CONNECTIONS_PER_USER=0, defaults
 # otherwise (connection state recovery on, 2m). Results: one JSON line per run in
 # results.jsonl, then a table of medians with the ratio Switchboard/Node per metric.
@@ -38,7 +41,7 @@ while [ $# -gt 0 ]; do
 	--no-pin) PIN=0 ;;
 	--idle-max) IDLE_MAX=1 ;;
 	--out) OUT="$2"; shift ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,23p' "$0"; exit 0 ;;
 	*) echo "run-bench: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -56,8 +59,9 @@ mkdir -p "$BIN"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-log "building into $BIN"
-go build -o "$BIN/switchboard" ./cmd/switchboard
+GOTAGS=${GOTAGS:-}
+log "building into $BIN${GOTAGS:+ (switchboard with -tags $GOTAGS)}"
+go build -tags "$GOTAGS" -o "$BIN/switchboard" ./cmd/switchboard
 go build -o "$BIN/switchboard-load" ./cmd/switchboard-load
 if ! node -e "require.resolve('socket.io')" >/dev/null 2>&1 && [ ! -d node_modules/socket.io ]; then
 	log "node_modules missing: running npm ci"
@@ -67,16 +71,31 @@ fi
 NCPU=$(nproc)
 SERVER_PIN=()
 LOAD_PIN=()
+# The load side: LOAD_PROCS processes on LOAD_CPUS (process k on the k-th CPU of the list, wrapping).
+# The server's CPU is read from its own /proc entry either way, so its cost per delivery is its own.
+LOAD_CPUS=${LOAD_CPUS:-1}
+LOAD_PROCS=${LOAD_PROCS:-1}
+LOAD_ARGS=()
+if [ "$LOAD_PROCS" -gt 1 ]; then
+	LOAD_ARGS=(--procs "$LOAD_PROCS")
+fi
 if [ "$PIN" = 1 ] && command -v taskset >/dev/null 2>&1 && [ "$NCPU" -ge 2 ]; then
+	case ",$LOAD_CPUS," in
+	*,0,*) echo "run-bench: LOAD_CPUS must not include CPU 0 (the server's)" >&2; exit 2 ;;
+	esac
 	SERVER_PIN=(taskset -c 0)
-	LOAD_PIN=(taskset -c 1)
-	PINNING="server on CPU 0, load generator on CPU 1 (taskset)"
+	LOAD_PIN=(taskset -c "${LOAD_CPUS%%,*}")
+	if [ "$LOAD_PROCS" -gt 1 ]; then
+		LOAD_ARGS+=(--proc-cpus "$LOAD_CPUS")
+	fi
+	PINNING="server on CPU 0, load generator ($LOAD_PROCS process(es)) on CPU $LOAD_CPUS (taskset)"
 else
-	PINNING="none (taskset missing, --no-pin, or fewer than 2 CPUs)"
+	PINNING="none (taskset missing, --no-pin, or fewer than 2 CPUs); $LOAD_PROCS load process(es)"
 fi
 
 SECRET="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-PORT=${BENCH_PORT:-39170}
+# Below the ephemeral port range (32768-60999 here), so that no outgoing connection holds it.
+PORT=${BENCH_PORT:-29170}
 URL="http://127.0.0.1:$PORT"
 
 # Scenario parameters per mode: name -> load generator arguments.
@@ -160,7 +179,7 @@ run_one() { # kind scenario-name args...
 	shift 2
 	local tag="$name-$kind-r$round"
 	start_server "$kind" "$OUT/$tag.server.log"
-	local cmd=("${LOAD_PIN[@]}" "$BIN/switchboard-load" "$@" --url "$URL" --server-pid "$SERVER_PID" --label "$kind")
+	local cmd=("${LOAD_PIN[@]}" "$BIN/switchboard-load" "$@" "${LOAD_ARGS[@]}" --url "$URL" --server-pid "$SERVER_PID" --label "$kind")
 	echo "JWT_SECRET=... ${cmd[*]}" >>"$OUT/commands.txt"
 	echo "$tag $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/loadavg.txt"
 	log "$tag: ${cmd[*]}"
@@ -175,7 +194,7 @@ run_one() { # kind scenario-name args...
 }
 
 START=$(date +%s)
-log "mode $MODE, $ROUNDS rounds, scenarios ${SCENARIOS[*]}; pinning: $PINNING; fd limit $FD_LIMIT; output $OUT"
+log "mode $MODE, $ROUNDS rounds, scenarios ${SCENARIOS[*]}; pinning: $PINNING; fd limit $FD_LIMIT; switchboard tags: ${GOTAGS:-none}; output $OUT"
 for name in "${SCENARIOS[@]}"; do
 	if [ -z "${ARGS[$name]:-}" ]; then
 		log "unknown scenario $name"
@@ -203,6 +222,7 @@ ELAPSED=$(($(date +%s) - START))
 	echo "Switchboard vs Node socket.io 4.8 reference: medians of $ROUNDS rounds (mode $MODE, ${ELAPSED}s)"
 	echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r), $(go version | cut -d' ' -f3), node $(node --version)"
 	echo "pinning: $PINNING; fd limit: $FD_LIMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "switchboard build tags: ${GOTAGS:-none}"
 	echo "command: $CMDLINE"
 	echo
 	"$BIN/switchboard-load" report "$OUT/results.jsonl"

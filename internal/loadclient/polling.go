@@ -154,7 +154,7 @@ loop:
 			} else {
 				body = nil
 			}
-			if stop, e := dispatch(p, c.h, c.pong); stop {
+			if stop, e := dispatch(p, &c.h, c.pong, 0); stop {
 				err = e
 				break loop
 			}

@@ -66,3 +66,18 @@ func SelfCPU() time.Duration {
 	}
 	return total
 }
+
+// CPUAffinity is the list of CPUs this process may run on, as
+// /proc/self/status gives it ("1", "0-3"); "" when unknown.
+func CPUAffinity() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

@@ -16,6 +16,10 @@ import (
 type Handlers struct {
 	// Event gets an EVENT packet's JSON array, e.g. ["message",{...}].
 	Event func(p []byte)
+	// EventAt, when set, is used instead of Event by the reactor, which
+	// reads the clock once per read syscall rather than once per packet:
+	// now is the time (unix nanos) the bytes carrying p were read.
+	EventAt func(p []byte, now int64)
 	// Ack gets an ACK packet's id and JSON array, e.g. [{"ok":true,...}].
 	Ack func(id uint64, p []byte)
 	// Closed is called once when the connection ends; err says why
@@ -135,7 +139,7 @@ func (c *Conn) readLoop() {
 		if err != nil {
 			break
 		}
-		if stop, e := dispatch(msg, c.h, c.pong); stop {
+		if stop, e := dispatch(msg, &c.h, c.pong, 0); stop {
 			err = e
 			break
 		}
@@ -156,8 +160,9 @@ func (c *Conn) pong() { _ = c.ws.WriteText([]byte{'3'}) }
 // ErrServerDisconnect is a DISCONNECT packet (or Engine.IO close) from the server.
 var ErrServerDisconnect = errors.New("server disconnected the socket")
 
-// dispatch handles one Engine.IO packet; stop reports the end of the session.
-func dispatch(msg []byte, h Handlers, pong func()) (stop bool, err error) {
+// dispatch handles one Engine.IO packet; stop reports the end of the
+// session. now, when not 0, is when msg was read (see Handlers.EventAt).
+func dispatch(msg []byte, h *Handlers, pong func(), now int64) (stop bool, err error) {
 	if len(msg) == 0 {
 		return false, nil
 	}
@@ -177,7 +182,9 @@ func dispatch(msg []byte, h Handlers, pong func()) (stop bool, err error) {
 			for len(p) > 0 && p[0] >= '0' && p[0] <= '9' {
 				p = p[1:]
 			}
-			if h.Event != nil {
+			if now != 0 && h.EventAt != nil {
+				h.EventAt(p, now)
+			} else if h.Event != nil {
 				h.Event(p)
 			}
 		case '3':
@@ -285,14 +292,14 @@ func (c *Conn) CallSync(ctx context.Context, id uint64, event string, payload []
 			return nil, skipped, err
 		}
 		var got []byte
-		stopped, e := dispatch(msg, Handlers{
+		stopped, e := dispatch(msg, &Handlers{
 			Ack: func(aid uint64, p []byte) {
 				if aid == id {
 					got = append([]byte(nil), p...)
 				}
 			},
 			Event: func([]byte) { skipped++ },
-		}, c.pong)
+		}, c.pong, 0)
 		if stopped {
 			return nil, skipped, e
 		}

@@ -205,7 +205,7 @@ func (s *Sweeper) consume(sc *sweptConn, b []byte) {
 			return
 		}
 		if msg != nil {
-			if stop, e := dispatch(msg, sc.h, sc.c.pong); stop {
+			if stop, e := dispatch(msg, &sc.h, sc.c.pong, 0); stop {
 				s.drop(sc, e)
 				return
 			}

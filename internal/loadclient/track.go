@@ -2,6 +2,7 @@ package loadclient
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,29 +29,46 @@ func AppendText(b []byte, sender int, seq uint64, nanos int64, pad int) []byte {
 var (
 	msgPrefix = []byte(`["message",`)
 	textKey   = []byte(`"text":"`)
+	// textKeyT is textKey without its quote: bytes.Index skips ahead to
+	// candidates by their first byte, and quotes are everywhere in JSON.
+	textKeyT = textKey[1:]
 )
 
 // ParseMessage recognises a `message` event array and extracts the fields
 // of its text. ok is false for other events or foreign texts.
 func ParseMessage(p []byte) (sender int, seq uint64, nanos int64, isMessage, ok bool) {
+	var hint int
+	return ParseMessageHint(p, &hint)
+}
+
+// ParseMessageHint is ParseMessage for a stream of messages of one layout
+// (one connection's): *hint is where the text key was found last time, and
+// is checked first. A quote inside a JSON string is escaped, so "text":"
+// at any offset can only be the key.
+func ParseMessageHint(p []byte, hint *int) (sender int, seq uint64, nanos int64, isMessage, ok bool) {
 	if !bytes.HasPrefix(p, msgPrefix) {
 		return 0, 0, 0, false, false
 	}
-	i := bytes.Index(p, textKey)
-	if i < 0 {
-		return 0, 0, 0, true, false
+	i := *hint
+	if i <= 0 || i+len(textKey) > len(p) || string(p[i:i+len(textKey)]) != string(textKey) {
+		i = bytes.Index(p[len(msgPrefix):], textKeyT)
+		if i <= 0 {
+			return 0, 0, 0, true, false
+		}
+		i += len(msgPrefix) - 1 // back to the quote
+		if p[i] != '"' {
+			return 0, 0, 0, true, false
+		}
+		*hint = i
 	}
 	t := p[i+len(textKey):]
 	var vals [3]uint64
 	for k := 0; k < 3; k++ {
-		n := 0
-		for n < len(t) && t[n] >= '0' && t[n] <= '9' {
-			vals[k] = vals[k]*10 + uint64(t[n]-'0')
-			n++
-		}
+		v, n := parseDigits(t)
 		if n == 0 {
 			return 0, 0, 0, true, false
 		}
+		vals[k] = v
 		t = t[n:]
 		if k < 2 {
 			if len(t) == 0 || t[0] != ':' {
@@ -60,6 +78,28 @@ func ParseMessage(p []byte) (sender int, seq uint64, nanos int64, isMessage, ok 
 		}
 	}
 	return int(vals[0]), vals[1], int64(vals[2]), true, true
+}
+
+// parseDigits parses the decimal digits at the start of t (at most 19 of
+// them are meaningful), eight at a time where it can (SWAR).
+func parseDigits(t []byte) (v uint64, n int) {
+	for n+8 <= len(t) && n <= 8 {
+		x := binary.LittleEndian.Uint64(t[n:]) - 0x3030303030303030
+		// All eight are digits when no byte went below '0' or above '9'.
+		if (x|(x+0x7676767676767676))&0x8080808080808080 != 0 {
+			break
+		}
+		x = (x*10 + x>>8) & 0x00ff00ff00ff00ff
+		x = (x*100 + x>>16) & 0x0000ffff0000ffff
+		x = (x*10000 + x>>32) & 0xffffffff
+		v = v*100000000 + x
+		n += 8
+	}
+	for n < len(t) && t[n] >= '0' && t[n] <= '9' {
+		v = v*10 + uint64(t[n]-'0')
+		n++
+	}
+	return v, n
 }
 
 // maxGap bounds the missing sequence numbers one tracker remembers.
