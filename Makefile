@@ -4,6 +4,9 @@
 GO      ?= go
 BIN     := .tmp/bin
 ADDR    ?= :3000
+# Extra Go build tags for build, vet and test-go (none by default).
+GOTAGS  ?=
+GOFLAGS_TAGS := $(if $(GOTAGS),-tags '$(GOTAGS)')
 # Debian packages the tests need (redis/haproxy/nginx for the cluster tests, chromium for the page).
 APT_PKGS := redis-server haproxy nginx chromium
 
@@ -12,8 +15,8 @@ APT_PKGS := redis-server haproxy nginx chromium
 all: build
 
 build:
-	$(GO) build -o $(BIN)/switchboard ./cmd/switchboard
-	$(GO) build -o $(BIN)/example-embed ./cmd/example-embed
+	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/switchboard ./cmd/switchboard
+	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/example-embed ./cmd/example-embed
 
 run: build
 	LOG_FORMAT=$${LOG_FORMAT:-console} ADDR=$(ADDR) $(BIN)/switchboard
@@ -52,12 +55,12 @@ deps-go:
 	$(GO) mod download
 
 vet:
-	$(GO) vet ./...
+	$(GO) vet $(GOFLAGS_TAGS) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Tests that need Redis fail (not skip) when redis-server is missing.
 test-go:
-	SWITCHBOARD_REQUIRE_REDIS=1 $(GO) test -race -count=1 ./...
+	SWITCHBOARD_REQUIRE_REDIS=1 $(GO) test $(GOFLAGS_TAGS) -race -count=1 ./...
 
 test-node: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed npm test

@@ -136,8 +136,10 @@ func (r *RedisCluster) Run(ctx context.Context) {
 	defer ps.Close()
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks Receive
 	defer stop()
-	if err := ps.Subscribe(ctx, chans...); err != nil {
-		r.onError(err)
+	if len(chans) > 0 { // SUBSCRIBE without channels is an error that would mark Redis down
+		if err := ps.Subscribe(ctx, chans...); err != nil {
+			r.onError(err)
+		}
 	}
 	var b backoff
 	for ctx.Err() == nil {

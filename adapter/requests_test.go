@@ -271,7 +271,11 @@ func clusterKinds() []clusterKind {
 		{"redis", func(t *testing.T, addr, prefix string) func(string, sio.Local) sio.Link {
 			c := NewRedisCluster(testClient(t, addr), prefix, func(err error) { t.Logf("redis: %v", err) })
 			runCluster(t, c.Run)
-			return c.Attach
+			return func(nsp string, l sio.Local) sio.Link {
+				link := c.Attach(nsp, l)
+				waitFor(t, 5*time.Second, "the cluster is subscribed", c.Healthy)
+				return link
+			}
 		}},
 		{"redis-streams", func(t *testing.T, addr, prefix string) func(string, sio.Local) sio.Link {
 			c := NewRedisStreamsCluster(testClient(t, addr), testClient(t, addr), StreamsOptions{
@@ -279,7 +283,11 @@ func clusterKinds() []clusterKind {
 				OnError: func(err error) { t.Logf("streams: %v", err) },
 			})
 			runCluster(t, c.Run)
-			return func(nsp string, l sio.Local) sio.Link { return c.AttachLog(nsp, l) }
+			return func(nsp string, l sio.Local) sio.Link {
+				link := c.AttachLog(nsp, l)
+				waitFor(t, 5*time.Second, "the cluster is reading", c.Healthy)
+				return link
+			}
 		}},
 	}
 }
@@ -552,6 +560,7 @@ func TestRedisRequestsWireFormat(t *testing.T) {
 	f := newFakeLocal()
 	link := c.Attach("/chat", f).(*redisLink)
 	f.link = link
+	waitFor(t, 5*time.Second, "the cluster is subscribed", c.Healthy)
 
 	sub := testClient(t, r.Addr).Subscribe(context.Background(), prefix+"-request#/chat#")
 	t.Cleanup(func() { _ = sub.Close() })

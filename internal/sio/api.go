@@ -1,11 +1,15 @@
-// Package sio is the seam between Switchboard and the Socket.IO engine.
+// Package sio is Switchboard's Socket.IO v5 server, on its own Engine.IO
+// engine (internal/engine/eio).
 //
 // It is the only package that imports the engine. Everything above it
 // (namespaces, middleware, server) sees the types declared here: a typed
 // handler API (Handle), connections (Conn), broadcasts and connect
-// middleware. The guarantees the engine does not give reliably live here,
-// once: panic recovery per handler, per-connection ordered processing,
-// payload decoding with bad_request, per-event metrics and logs.
+// middleware, and the Local/Link seam cluster adapters use. It owns the
+// Socket.IO protocol (namespaces, CONNECT/CONNECT_ERROR, events, acks,
+// binary attachments, rooms, connection state recovery) and the
+// guarantees handlers rely on: panic recovery per handler, per-connection
+// ordered processing, payload decoding with bad_request, per-event metrics
+// and logs.
 package sio
 
 import (

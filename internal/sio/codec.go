@@ -8,11 +8,11 @@ import (
 	"reflect"
 )
 
-// bytesBuffer is what the engine hands us for a binary attachment.
+// bytesBuffer is a binary value other than []byte (a bytes.Buffer, say).
 type bytesBuffer interface{ Bytes() []byte }
 
-// normalize turns the engine's decoded arguments into plain Go values:
-// binary attachments become []byte (copied: the engine may reuse buffers).
+// normalize turns decoded arguments into plain Go values: binary buffers
+// become []byte (copied: the caller may reuse buffers).
 func normalize(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
@@ -33,7 +33,7 @@ func normalize(v any) any {
 }
 
 // ArgDecoder is implemented (on the pointer) by payload types that decode
-// themselves from the engine's plain values (map[string]any, []any, string,
+// themselves from decoded plain values (map[string]any, []any, string,
 // float64, bool, nil, []byte), skipping the JSON round trip of the default.
 type ArgDecoder interface {
 	DecodeArg(v any) error
@@ -100,7 +100,7 @@ func shapeError(err error) string {
 	return "unexpected type"
 }
 
-// toWire prepares a value for the engine's encoder: binary ([]byte) and
+// toWire prepares a value for the encoder: binary ([]byte) and
 // generic containers pass through so attachments survive; anything else is
 // encoded to JSON once here, so the encoder never fails on it (it would send
 // an empty packet) and a broadcast is not re-encoded per recipient.

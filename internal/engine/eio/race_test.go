@@ -1,0 +1,5 @@
+//go:build race
+
+package eio
+
+const raceEnabled = true

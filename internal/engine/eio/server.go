@@ -1,0 +1,367 @@
+// Package eio is an Engine.IO protocol v4 server (long-polling and WebSocket, with the upgrade from
+// one to the other), compatible with the official engine.io-client and socket.io-client.
+//
+// It follows Node's engine.io 6.x: same handshake, error codes and messages, heartbeat, upgrade flow
+// and close reasons. Outbound messages are pre-encoded, shareable [Message] values written with
+// vectored writes; an idle WebSocket connection costs one reader goroutine and a small buffer.
+//
+// A long poll waits up to PingInterval for data (a ping at the latest), so an http.Server serving
+// it must not have a WriteTimeout shorter than that.
+package eio
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchboard/switchboard/internal/engine/eioparser"
+)
+
+// Options configures a Server. The zero value of a field means its default.
+type Options struct {
+	PingInterval   time.Duration // default 25s
+	PingTimeout    time.Duration // default 20s
+	UpgradeTimeout time.Duration // default 10s
+	// MaxPayload bounds one WebSocket message and one polling POST body (413 when over); it is
+	// announced as maxPayload in the handshake. Default 1_000_000.
+	MaxPayload int64
+	// MaxBuffered is the number of outbound bytes a connection may have queued before it is closed
+	// as too slow ("transport error"). Default 16 MiB.
+	MaxBuffered int
+	// CORSOrigins: empty sends no CORS headers; ["*"] allows any origin without credentials; a list
+	// reflects an allowed request Origin, with credentials.
+	CORSOrigins []string
+	// Cookie, when set, is sent as given on the handshake response (sticky load balancing). Path
+	// defaults to "/", HttpOnly is set and SameSite defaults to Lax.
+	Cookie *http.Cookie
+	// AllowRequest may refuse a new session: 403 {"code":4,"message":"Forbidden"}.
+	AllowRequest func(*http.Request) error
+	// OnConnection is called once per new session, before any message is delivered. Required.
+	OnConnection func(s *Socket)
+	Logger       zerolog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 20 * time.Second
+	}
+	if o.UpgradeTimeout <= 0 {
+		o.UpgradeTimeout = 10 * time.Second
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 1_000_000
+	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 16 << 20
+	}
+	if o.OnConnection == nil {
+		panic("eio: Options.OnConnection is required")
+	}
+}
+
+// Server is an Engine.IO server. Mount it (ServeHTTP) at the endpoint's path.
+type Server struct {
+	o       Options
+	log     zerolog.Logger
+	cookie  string // Set-Cookie value of the handshake, "" for none
+	corsAny bool
+
+	// closeTimeout bounds a graceful Close waiting for a poll (or a stuck write).
+	closeTimeout time.Duration
+	// openTail is the end of the open packet after the sid, per transport.
+	openTailPolling, openTailWS string
+
+	mu       sync.RWMutex
+	sessions map[string]*Socket
+	closed   bool
+}
+
+// NewServer returns a server with o (defaults applied). o.OnConnection must be set.
+func NewServer(o Options) *Server {
+	o.defaults()
+	srv := &Server{
+		o:            o,
+		log:          o.Logger,
+		sessions:     make(map[string]*Socket),
+		closeTimeout: o.PingInterval + o.PingTimeout,
+		corsAny:      len(o.CORSOrigins) == 1 && o.CORSOrigins[0] == "*",
+	}
+	if c := o.Cookie; c != nil {
+		cc := *c
+		if cc.Path == "" {
+			cc.Path = "/"
+		}
+		cc.HttpOnly = true
+		if cc.SameSite == 0 || cc.SameSite == http.SameSiteDefaultMode {
+			cc.SameSite = http.SameSiteLaxMode
+		}
+		srv.cookie = cc.String()
+	}
+	tail := `,"pingInterval":` + strconv.FormatInt(o.PingInterval.Milliseconds(), 10) +
+		`,"pingTimeout":` + strconv.FormatInt(o.PingTimeout.Milliseconds(), 10) +
+		`,"maxPayload":` + strconv.FormatInt(o.MaxPayload, 10) + `}`
+	srv.openTailPolling = `","upgrades":["websocket"]` + tail
+	srv.openTailWS = `","upgrades":[]` + tail
+	return srv
+}
+
+// Engine.IO error codes (Node's Server.errors).
+const (
+	errUnknownTransport = iota
+	errUnknownSID
+	errBadHandshakeMethod
+	errBadRequest
+	errForbidden
+	errUnsupportedProtocol
+)
+
+var errorMessages = [...]string{
+	"Transport unknown",
+	"Session ID unknown",
+	"Bad handshake method",
+	"Bad request",
+	"Forbidden",
+	"Unsupported protocol version",
+}
+
+// writeError answers a refused HTTP request as Node's abortRequest does.
+func writeError(w http.ResponseWriter, code int) {
+	status := http.StatusBadRequest
+	if code == errForbidden {
+		status = http.StatusForbidden
+	}
+	body := `{"code":` + strconv.Itoa(code) + `,"message":"` + errorMessages[code] + `"}`
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+// writeUpgradeError refuses a WebSocket upgrade as Node's abortUpgrade does: always 400, the
+// message as the body, and the connection closed.
+func writeUpgradeError(w http.ResponseWriter, code int) {
+	msg := errorMessages[code]
+	h := w.Header()
+	h.Set("Connection", "close")
+	h.Set("Content-Type", "text/html")
+	h.Set("Content-Length", strconv.Itoa(len(msg)))
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = w.Write([]byte(msg))
+}
+
+// ServeHTTP handles every Engine.IO request: handshakes, polls, POSTs and WebSocket upgrades. It
+// does not check the path.
+func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	upgrade := isWebSocketUpgrade(r)
+	if !upgrade && srv.handleCORS(w, r) {
+		return
+	}
+	fail := writeError
+	if upgrade {
+		fail = writeUpgradeError
+	}
+	transport := q.Get("transport")
+	if transport != "polling" && transport != "websocket" {
+		fail(w, errUnknownTransport)
+		return
+	}
+	if q.Has("j") { // JSONP polling is not supported
+		fail(w, errBadRequest)
+		return
+	}
+
+	if sid := q.Get("sid"); sid != "" {
+		s := srv.lookup(sid)
+		switch {
+		case s == nil:
+			fail(w, errUnknownSID)
+		case q.Get("EIO") != "4":
+			fail(w, errBadRequest) // protocol mismatch
+		case upgrade && transport == "websocket":
+			srv.upgrade(s, w, r)
+		case upgrade || transport != "polling" || s.Transport() != "polling":
+			fail(w, errBadRequest) // transport mismatch
+		case r.Method == http.MethodGet:
+			s.serveGet(w, r)
+		case r.Method == http.MethodPost:
+			s.servePost(w, r)
+		default:
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		return
+	}
+
+	switch {
+	case r.Method != http.MethodGet:
+		fail(w, errBadHandshakeMethod)
+		return
+	case (transport == "websocket") != upgrade:
+		fail(w, errBadRequest)
+		return
+	}
+	if allow := srv.o.AllowRequest; allow != nil {
+		if err := allow(r); err != nil {
+			srv.log.Debug().Err(err).Str("remote", r.RemoteAddr).Msg("eio: handshake refused")
+			fail(w, errForbidden)
+			return
+		}
+	}
+	if q.Get("EIO") != "4" {
+		fail(w, errUnsupportedProtocol)
+		return
+	}
+	if srv.isClosed() {
+		fail(w, errBadRequest)
+		return
+	}
+	s := newSocket(srv, newID(), &Handshake{
+		Header:     r.Header.Clone(),
+		Query:      q,
+		RemoteAddr: r.RemoteAddr,
+		Time:       time.Now(),
+		Secure:     r.TLS != nil,
+		URL:        r.URL.RequestURI(),
+		Host:       r.Host,
+	})
+	s.b64 = q.Get("b64") != ""
+	if upgrade {
+		srv.handshakeWebSocket(s, w, r)
+		return
+	}
+	srv.handshakePolling(s, w)
+}
+
+// handshakePolling opens a long-polling session: the response is the open packet alone (messages
+// sent from OnConnection wait for the next poll, as in Node).
+func (srv *Server) handshakePolling(s *Socket, w http.ResponseWriter) {
+	s.poll = &polling{}
+	if !srv.register(s) {
+		writeError(w, errBadRequest)
+		return
+	}
+	s.start()
+	open := s.openPacket(srv.openTailPolling)
+	h := w.Header()
+	if srv.cookie != "" {
+		h.Add("Set-Cookie", srv.cookie)
+	}
+	writePayload(w, []*Message{open})
+}
+
+func (s *Socket) openPacket(tail string) *Message {
+	return newPacket(eioparser.Open, []byte(`{"sid":"`+s.id+tail))
+}
+
+// start arms the heartbeat and tells the application about the new session.
+func (s *Socket) start() {
+	s.mu.Lock()
+	if s.state == stateOpen { // Server.Close may have come first
+		s.armLocked(timerPing, s.srv.o.PingInterval)
+	}
+	s.mu.Unlock()
+	s.srv.o.OnConnection(s)
+}
+
+func isWebSocketUpgrade(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, v := range r.Header.Values("Upgrade") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// newID returns a session id like Node's base64id: 15 random bytes, base64url (20 characters).
+func newID() string {
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	return base64.URLEncoding.EncodeToString(b[:])
+}
+
+func (srv *Server) lookup(sid string) *Socket {
+	srv.mu.RLock()
+	defer srv.mu.RUnlock()
+	return srv.sessions[sid]
+}
+
+func (srv *Server) isClosed() bool {
+	srv.mu.RLock()
+	defer srv.mu.RUnlock()
+	return srv.closed
+}
+
+// register adds s to the open sessions; false once the server is closed.
+func (srv *Server) register(s *Socket) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
+		return false
+	}
+	for srv.sessions[s.id] != nil { // 120 random bits: never in practice
+		s.id = newID()
+	}
+	srv.sessions[s.id] = s
+	return true
+}
+
+func (srv *Server) remove(s *Socket) {
+	srv.mu.Lock()
+	if srv.sessions[s.id] == s {
+		delete(srv.sessions, s.id)
+	}
+	srv.mu.Unlock()
+}
+
+// Count returns the number of open sessions.
+func (srv *Server) Count() int {
+	srv.mu.RLock()
+	defer srv.mu.RUnlock()
+	return len(srv.sessions)
+}
+
+// Range calls fn for each open session until fn returns false. fn runs without any server lock
+// held, so it may close sockets.
+func (srv *Server) Range(fn func(*Socket) bool) {
+	for _, s := range srv.snapshot() {
+		if !fn(s) {
+			return
+		}
+	}
+}
+
+func (srv *Server) snapshot() []*Socket {
+	srv.mu.RLock()
+	defer srv.mu.RUnlock()
+	out := make([]*Socket, 0, len(srv.sessions))
+	for _, s := range srv.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Close refuses new handshakes (400, code 3) and closes every session gracefully: what is queued is
+// delivered, then the transport is closed, and OnClose gets "forced server close".
+func (srv *Server) Close() {
+	srv.mu.Lock()
+	srv.closed = true
+	srv.mu.Unlock()
+	for _, s := range srv.snapshot() {
+		s.closeGracefully("forced server close")
+	}
+}

@@ -1,0 +1,549 @@
+package eio
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/switchboard/switchboard/internal/engine/eioparser"
+)
+
+const (
+	readBufSize = 512         // initial read buffer of a connection
+	maxKeepBuf  = 4 << 10     // larger read/assembly buffers are released after the message
+	closeWait   = time.Second // how long a closing connection waits for the peer's close frame
+)
+
+var (
+	closeNormal = ws.CompiledCloseNormalClosure
+	errPeerGone = errors.New("eio: websocket closed by the peer")
+)
+
+// protocolError is a WebSocket protocol violation by the client: the connection is closed with
+// code and the session ends with "transport error".
+type protocolError struct{ code ws.StatusCode }
+
+func (e *protocolError) Error() string {
+	return "eio: websocket protocol error " + strconv.Itoa(int(e.code))
+}
+
+var (
+	errProtocol = &protocolError{ws.StatusProtocolError}
+	errTooBig   = &protocolError{ws.StatusMessageTooBig}
+	errBadUTF8  = &protocolError{ws.StatusInvalidFramePayloadData}
+)
+
+func (e *protocolError) frame() []byte {
+	switch e.code {
+	case ws.StatusMessageTooBig:
+		return ws.CompiledCloseMessageTooBig
+	case ws.StatusInvalidFramePayloadData:
+		return ws.CompiledCloseInvalidFramePayloadData
+	}
+	return ws.CompiledCloseProtocolError
+}
+
+// wsConn is one WebSocket connection: the session's transport, or the one it is upgrading to.
+//
+// It has exactly one goroutine at rest, its reader. A writer goroutine runs only while there is
+// something to write (see kickLocked).
+type wsConn struct {
+	s    *Socket
+	conn net.Conn // set under s.mu; nil until the upgrade is done
+
+	// Guarded by s.mu.
+	ctrl        [][]byte // raw frames written before queued messages (pongs, "3probe", close)
+	flushing    bool     // the writer goroutine is running
+	closeQueued bool     // the close frame is in ctrl: nothing is written after it
+	closeSent   bool     // the close frame was written (or writing failed)
+	rdone       bool     // the reader has exited
+
+	// Owned by the reader goroutine.
+	active   bool // this is the session's transport (not an upgrade probe)
+	rbuf     []byte
+	r, w     int // unread bytes are rbuf[r:w]
+	hb       [ws.MaxHeaderSize - 2]byte
+	frag     []byte // fragmented message being assembled
+	fragOp   ws.OpCode
+	fragging bool
+}
+
+// attach takes over a hijacked connection. Bytes net/http already buffered are moved into our
+// own small buffer, so that its bufio reader and writer can be released.
+func (c *wsConn) attach(conn net.Conn, rw *bufio.ReadWriter) {
+	n := 0
+	if rw != nil {
+		n = rw.Reader.Buffered()
+	}
+	c.rbuf = make([]byte, max(readBufSize, n))
+	if n > 0 {
+		c.w, _ = rw.Reader.Read(c.rbuf[:n])
+	}
+	c.conn = conn
+}
+
+// handshakeWebSocket opens a WebSocket-only session.
+func (srv *Server) handshakeWebSocket(s *Socket, w http.ResponseWriter, r *http.Request) {
+	up := ws.HTTPUpgrader{}
+	if srv.cookie != "" {
+		up.Header = http.Header{"Set-Cookie": {srv.cookie}}
+	}
+	conn, rw, _, err := up.Upgrade(r, w)
+	if err != nil { // gobwas has answered the client
+		if conn != nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	c := &wsConn{s: s, active: true}
+	c.attach(conn, rw)
+	s.ws = c
+	if !srv.register(s) {
+		_ = conn.Close()
+		return
+	}
+	open := s.openPacket(srv.openTailWS)
+	s.mu.Lock()
+	s.pushLocked([]*Message{open}, open.size())
+	s.mu.Unlock()
+	s.start()
+	go c.readLoop()
+}
+
+// upgrade handles a WebSocket upgrade request of an existing polling session (Node's
+// _maybeUpgrade): the connection probes ("2probe"/"3probe"), then switches ("5").
+func (srv *Server) upgrade(s *Socket, w http.ResponseWriter, r *http.Request) {
+	c := &wsConn{s: s}
+	s.mu.Lock()
+	if s.state != stateOpen || s.poll == nil || s.probe != nil {
+		s.mu.Unlock()
+		writeUpgradeError(w, errBadRequest)
+		return
+	}
+	s.probe = c // reserved: a concurrent upgrade is refused
+	s.mu.Unlock()
+
+	conn, rw, _, err := ws.HTTPUpgrader{}.Upgrade(r, w)
+	s.mu.Lock()
+	if err != nil || s.probe != c { // failed, or aborted (session closed) meanwhile
+		if s.probe == c {
+			s.probe = nil
+		}
+		s.unlock()
+		if conn != nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	c.attach(conn, rw)
+	s.upTmr = time.AfterFunc(srv.o.UpgradeTimeout, func() {
+		s.mu.Lock()
+		if s.probe == c {
+			s.srv.log.Debug().Str("sid", s.id).Msg("eio: upgrade timed out")
+			s.abortProbeLocked()
+		}
+		s.unlock()
+	})
+	s.mu.Unlock()
+	go c.readLoop()
+}
+
+// abortProbeLocked gives up the upgrade in progress and closes its connection only.
+func (s *Socket) abortProbeLocked() {
+	c := s.probe
+	s.probe, s.probed = nil, false
+	if s.upTmr != nil {
+		s.upTmr.Stop()
+		s.upTmr = nil
+	}
+	c.shutdownLocked(closeNormal)
+}
+
+// onProbePacket handles a packet on a connection the session is upgrading to.
+func (s *Socket) onProbePacket(c *wsConn, p eioparser.Packet, err error) {
+	s.mu.Lock()
+	defer s.unlock()
+	if s.probe != c {
+		return
+	}
+	switch {
+	case err == nil && !p.Binary && p.Type == eioparser.Ping && string(p.Data) == "probe":
+		c.ctrl = append(c.ctrl, probePong.frame)
+		c.kickLocked()
+		s.probed = true
+		if s.poll != nil {
+			s.poll.wakeLocked() // release the pending poll with a noop so the client can pause
+		}
+	case err == nil && !p.Binary && p.Type == eioparser.Upgrade:
+		s.probe, s.probed = nil, false
+		if s.upTmr != nil {
+			s.upTmr.Stop()
+			s.upTmr = nil
+		}
+		if old := s.poll; old != nil {
+			s.poll = nil
+			old.wakeLocked() // a pending poll answers a noop
+		}
+		s.ws = c
+		c.active = true // we are c's reader goroutine
+		c.kickLocked()  // queued messages now go here (and a pending graceful close completes)
+	default:
+		s.abortProbeLocked()
+	}
+}
+
+// shutdownLocked queues frame (a close frame) as the last frame of the connection and bounds the
+// time left to write it and to read the peer's answer.
+func (c *wsConn) shutdownLocked(frame []byte) {
+	if c.closeQueued {
+		return
+	}
+	c.closeQueued = true
+	if c.conn == nil { // upgrade not done: its goroutine closes the connection
+		return
+	}
+	c.ctrl = append(c.ctrl, frame)
+	deadline := time.Now().Add(closeWait)
+	_ = c.conn.SetWriteDeadline(deadline)
+	if !c.rdone {
+		_ = c.conn.SetReadDeadline(deadline)
+	}
+	c.kickLocked()
+}
+
+// kickLocked starts the writer goroutine unless it runs. It exits once nothing is left to write,
+// so an idle connection has none.
+func (c *wsConn) kickLocked() {
+	if !c.flushing && !c.closeSent && c.conn != nil {
+		c.flushing = true
+		go c.flush()
+	}
+}
+
+// takeFlushLocked claims the writer role for the calling goroutine: true
+// means the caller must run c.flush itself (without s.mu held).
+func (c *wsConn) takeFlushLocked() bool {
+	if !c.flushing && !c.closeSent && c.conn != nil {
+		c.flushing = true
+		return true
+	}
+	return false
+}
+
+var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
+
+// flush writes control frames and the session's queue with vectored writes until both are empty.
+func (c *wsConn) flush() {
+	s := c.s
+	bp := buffersPool.Get().(*net.Buffers)
+	bufs := (*bp)[:0]
+	defer func() {
+		clear(bufs[:cap(bufs)])
+		if cap(bufs) <= 1024 {
+			*bp = bufs[:0]
+			buffersPool.Put(bp)
+		}
+	}()
+	var msgs []*Message
+	wroteClose := false
+	s.mu.Lock()
+	for {
+		if msgs != nil {
+			s.doneLocked(msgs)
+			msgs = nil
+		}
+		if wroteClose {
+			c.closeSent = true
+		}
+		bufs = bufs[:0]
+		if !c.closeSent {
+			bufs = append(bufs, c.ctrl...)
+			wroteClose = c.closeQueued // the close frame, if queued, is the last of ctrl
+			clear(c.ctrl)
+			c.ctrl = c.ctrl[:0]
+			if s.ws == c && !c.closeQueued {
+				if len(s.queue) > 0 {
+					msgs = s.takeLocked()
+					for _, m := range msgs {
+						bufs = c.appendFrame(bufs, m)
+					}
+				} else if s.state == stateClosing {
+					s.closeLocked(s.closeReason) // graceful close: all delivered, queues our close frame
+					continue
+				}
+			}
+		}
+		if len(bufs) == 0 {
+			c.flushing = false
+			closeConn := c.closeSent && c.rdone
+			s.unlock()
+			if closeConn {
+				_ = c.conn.Close()
+			}
+			return
+		}
+		s.unlock()
+		wb := bufs // WriteTo consumes its receiver
+		_, err := wb.WriteTo(c.conn)
+		s.mu.Lock()
+		if err != nil {
+			if msgs != nil {
+				s.doneLocked(msgs)
+			}
+			c.flushing, c.closeSent = false, true
+			switch {
+			case s.ws == c:
+				s.closeLocked("transport close") // as ws: a dead socket closes, it is not an error
+			case s.probe == c:
+				s.abortProbeLocked()
+			}
+			s.unlock()
+			_ = c.conn.Close() // also ends the reader
+			return
+		}
+	}
+}
+
+// appendFrame appends the frame(s) of m; binary is sent as base64 text to b64 clients.
+func (c *wsConn) appendFrame(bufs net.Buffers, m *Message) net.Buffers {
+	if !m.binary || !c.s.b64 {
+		return append(bufs, m.frame)
+	}
+	p := m.polling()
+	h := ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(p))}
+	w := sliceWriter{b: make([]byte, 0, ws.HeaderSize(h))}
+	_ = ws.WriteHeader(&w, h)
+	return append(bufs, w.b, p)
+}
+
+// readLoop is the connection's goroutine: it reads messages until the connection fails or
+// closes, and ends the session (or the upgrade) accordingly.
+func (c *wsConn) readLoop() {
+	s := c.s
+	delivered := false
+	for {
+		if delivered && c.r == c.w {
+			// About to wait, with a stack the handler may have grown (GC shrinks it only to
+			// 4 KB): an idle connection keeps a fresh goroutine's minimal stack instead.
+			go c.readLoop()
+			return
+		}
+		// Wait for the next frame here rather than deep in the header parser, for the same reason.
+		err := c.fill(1)
+		var op ws.OpCode
+		var data []byte
+		if err == nil {
+			op, data, err = c.next()
+		}
+		if err == nil && op == ws.OpText && !utf8.Valid(data) {
+			err = errBadUTF8
+		}
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		pkt, perr := eioparser.DecodePacket(data, op == ws.OpBinary)
+		switch {
+		case !c.active:
+			s.onProbePacket(c, pkt, perr)
+		case perr != nil:
+			s.parseError()
+		default:
+			s.dmu.Lock()
+			s.handlePacket(pkt)
+			s.dmu.Unlock()
+			delivered = true
+		}
+		c.release()
+	}
+}
+
+// readFailed ends the reader: the session (or upgrade) ends and the connection is closed once the
+// close frame is written.
+func (c *wsConn) readFailed(err error) {
+	s := c.s
+	reason := "transport close"
+	s.mu.Lock()
+	var pe *protocolError
+	if errors.As(err, &pe) {
+		c.shutdownLocked(pe.frame())
+		reason = "transport error"
+	}
+	switch {
+	case s.ws == c:
+		s.closeLocked(reason)
+	case s.probe == c:
+		s.abortProbeLocked()
+	}
+	c.rdone = true
+	c.shutdownLocked(closeNormal)
+	closeNow := !c.flushing
+	s.unlock()
+	if closeNow {
+		_ = c.conn.Close()
+	}
+	c.rbuf, c.frag = nil, nil
+}
+
+// release drops the buffers a large message needed, so an idle connection stays small.
+func (c *wsConn) release() {
+	if cap(c.frag) > maxKeepBuf {
+		c.frag = nil
+	} else {
+		c.frag = c.frag[:0]
+	}
+	if len(c.rbuf) > maxKeepBuf && c.w-c.r <= maxKeepBuf {
+		nb := make([]byte, max(readBufSize, c.w-c.r))
+		c.w = copy(nb, c.rbuf[c.r:c.w])
+		c.r = 0
+		c.rbuf = nb
+	}
+}
+
+// next returns the next complete data message, answering control frames on the way. data aliases
+// the read buffers and is valid until the next call.
+func (c *wsConn) next() (ws.OpCode, []byte, error) {
+	maxPayload := c.s.srv.o.MaxPayload
+	for {
+		h, err := ws.ReadHeaderBuffer(c, c.hb[:])
+		if err != nil {
+			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+				return 0, nil, errProtocol
+			}
+			return 0, nil, err
+		}
+		state := ws.StateServerSide
+		if c.fragging {
+			state |= ws.StateFragmented
+		}
+		if ws.CheckHeader(h, state) != nil {
+			return 0, nil, errProtocol
+		}
+		if h.OpCode.IsControl() {
+			p, err := c.payload(h)
+			if err != nil {
+				return 0, nil, err
+			}
+			switch h.OpCode {
+			case ws.OpPing:
+				c.pong(p)
+			case ws.OpClose:
+				return 0, nil, c.peerClose(p)
+			}
+			continue
+		}
+		if h.Length > maxPayload-int64(len(c.frag)) {
+			return 0, nil, errTooBig
+		}
+		p, err := c.payload(h)
+		if err != nil {
+			return 0, nil, err
+		}
+		if h.OpCode != ws.OpContinuation {
+			if h.Fin {
+				return h.OpCode, p, nil
+			}
+			c.fragging, c.fragOp = true, h.OpCode
+		}
+		c.frag = append(c.frag, p...)
+		if h.Fin {
+			c.fragging = false
+			return c.fragOp, c.frag, nil
+		}
+	}
+}
+
+// payload reads and unmasks the payload of a frame whose header was just read.
+func (c *wsConn) payload(h ws.Header) ([]byte, error) {
+	n := int(h.Length)
+	if err := c.fill(n); err != nil {
+		return nil, err
+	}
+	p := c.rbuf[c.r : c.r+n : c.r+n]
+	c.r += n
+	ws.Cipher(p, h.Mask, 0)
+	return p, nil
+}
+
+func (c *wsConn) pong(p []byte) {
+	f := ws.MustCompileFrame(ws.NewPongFrame(p)) // copies p
+	c.s.mu.Lock()
+	if !c.closeQueued {
+		c.ctrl = append(c.ctrl, f)
+		c.kickLocked()
+	}
+	c.s.mu.Unlock()
+}
+
+// peerClose answers the client's close frame with the same status code.
+func (c *wsConn) peerClose(p []byte) error {
+	frame := ws.CompiledClose
+	if len(p) > 0 {
+		if len(p) < 2 {
+			return errProtocol
+		}
+		code, reason := ws.ParseCloseFrameData(p)
+		if err := ws.CheckCloseFrameData(code, reason); err != nil {
+			if errors.Is(err, ws.ErrProtocolInvalidUTF8) {
+				return errBadUTF8
+			}
+			return errProtocol
+		}
+		frame = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
+	}
+	c.s.mu.Lock()
+	c.shutdownLocked(frame)
+	c.s.mu.Unlock()
+	return errPeerGone
+}
+
+// Read implements io.Reader over the connection's buffer, for ws.ReadHeaderBuffer.
+func (c *wsConn) Read(p []byte) (int, error) {
+	if err := c.fill(1); err != nil {
+		return 0, err
+	}
+	n := copy(p, c.rbuf[c.r:c.w])
+	c.r += n
+	return n, nil
+}
+
+// fill reads until at least n unread bytes are buffered.
+func (c *wsConn) fill(n int) error {
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+	}
+	for c.w-c.r < n {
+		if c.w == len(c.rbuf) {
+			c.makeRoom(n)
+		}
+		m, err := c.conn.Read(c.rbuf[c.w:])
+		c.w += m
+		if err != nil && c.w-c.r < n {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeRoom compacts or grows the full buffer. It grows by doubling, up to n, so a peer that
+// announces a large frame has to send the data to make the buffer grow.
+func (c *wsConn) makeRoom(n int) {
+	have := c.w - c.r
+	size := len(c.rbuf)
+	if size < n && (c.r == 0 || 2*have > size) {
+		size = min(max(2*size, readBufSize), n)
+	}
+	buf := c.rbuf
+	if size != len(buf) {
+		buf = make([]byte, size)
+	}
+	copy(buf, c.rbuf[c.r:c.w])
+	c.rbuf, c.r, c.w = buf, 0, have
+}

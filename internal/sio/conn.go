@@ -1,0 +1,371 @@
+package sio
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/switchboard/switchboard/internal/engine/sioparser"
+)
+
+// Conn is one client connection to a namespace.
+//
+// Its event handlers, connect and disconnect hooks run one at a time, in
+// order; Conn methods are safe to call from any goroutine.
+type Conn struct {
+	n         *Namespace
+	cl        *client
+	id        string
+	pid       string // private session id (connection state recovery)
+	user      User
+	release   *releaser
+	recovered bool
+	hooksDone chan struct{} // closed once the disconnect hooks have run
+
+	rooms map[string]struct{} // guarded by n.mu
+	seq   uint64              // connection order in the namespace
+	gone  bool                // removed from the namespace; guarded by n.mu
+
+	mu         sync.Mutex
+	values     map[any]any
+	closed     bool
+	running    bool // a handler of this connection is on the stack
+	disconnect bool // Disconnect was asked while running
+	acks       map[uint64]func(args []any)
+	nextAck    uint64
+}
+
+// ID is the connection's public id; it is also a room holding only it.
+func (c *Conn) ID() string { return c.id }
+
+// Namespace is the name of the connection's namespace.
+func (c *Conn) Namespace() string { return c.n.name }
+
+// User is the identity the connect middleware attached.
+func (c *Conn) User() User { return c.user }
+
+// Recovered reports whether the connection resumed an earlier session
+// (rooms restored, missed events replayed).
+func (c *Conn) Recovered() bool { return c.recovered }
+
+// Transport is "polling" or "websocket".
+func (c *Conn) Transport() string { return c.cl.eng.Transport() }
+
+// RemoteAddr is the client's address as the engine saw it.
+func (c *Conn) RemoteAddr() string { return hostOnly(c.cl.eng.Handshake().RemoteAddr) }
+
+// Join adds the connection to rooms.
+func (c *Conn) Join(rooms ...string) {
+	c.n.join(c, rooms...)
+	c.saveSession()
+}
+
+// Leave removes the connection from room.
+func (c *Conn) Leave(room string) {
+	c.n.leave(c, room)
+	c.saveSession()
+}
+
+// In reports whether the connection is in room.
+func (c *Conn) In(room string) bool {
+	c.n.mu.RLock()
+	defer c.n.mu.RUnlock()
+	_, ok := c.rooms[room]
+	return ok
+}
+
+// Rooms lists the rooms the connection is in, except its own ID room.
+func (c *Conn) Rooms() []string {
+	c.n.mu.RLock()
+	defer c.n.mu.RUnlock()
+	return c.roomsLocked(false)
+}
+
+func (c *Conn) roomsLocked(withOwn bool) []string {
+	out := make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		if withOwn || r != c.id {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Emit sends event with payload v to this connection. With connection state
+// recovery on it is a broadcast to the connection's own room, as in Node: it
+// gets an offset and is replayed if the connection drops before receiving it.
+func (c *Conn) Emit(event string, v any) error {
+	if c.pid != "" {
+		return c.n.To(c.id).Emit(event, v)
+	}
+	data, atts, err := eventData(event, v)
+	if err != nil {
+		return err
+	}
+	c.cl.send(sioparser.Event, c.n.name, 0, false, data, atts)
+	c.n.srv.obs.Emitted(c.n.name, event)
+	return nil
+}
+
+// emitWithAck sends an EVENT expecting an acknowledgement; onAck gets the
+// client's ack arguments (never if the connection ends first).
+func (c *Conn) emitWithAck(data []byte, atts [][]byte, onAck func(args []any)) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	if c.acks == nil {
+		c.acks = map[uint64]func([]any){}
+	}
+	id := c.nextAck
+	c.nextAck++
+	c.acks[id] = onAck
+	c.mu.Unlock()
+	return c.cl.send(sioparser.Event, c.n.name, id, true, data, atts)
+}
+
+func (c *Conn) onAck(p sioparser.Packet) {
+	if !p.HasID {
+		return
+	}
+	c.mu.Lock()
+	fn := c.acks[p.ID]
+	delete(c.acks, p.ID)
+	c.mu.Unlock()
+	if fn == nil {
+		return
+	}
+	args, err := decodeArgs(p)
+	if err != nil {
+		return
+	}
+	fn(args)
+}
+
+// Disconnect ends the connection from the server side: the client receives
+// a DISCONNECT packet ("io server disconnect") and does not reconnect by
+// itself. Called from a handler, it takes effect after the handler returns.
+func (c *Conn) Disconnect() {
+	c.mu.Lock()
+	if c.running {
+		c.disconnect = true
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.kick(false)
+}
+
+// kick sends DISCONNECT after anything already queued (acks included) and
+// ends the namespace connection; with closeTransport the whole session is
+// closed once that is written.
+func (c *Conn) kick(closeTransport bool) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.cl.send(sioparser.Disconnect, c.n.name, 0, false, nil, nil)
+	c.close("server namespace disconnect")
+	if closeTransport {
+		c.cl.eng.Close()
+	}
+}
+
+// Value returns the connection-local value stored under key.
+func (c *Conn) Value(key any) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.values[key]
+}
+
+// SetValue stores connection-local state (a namespace's per-connection data).
+func (c *Conn) SetValue(key, v any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.values == nil {
+		c.values = map[any]any{}
+	}
+	c.values[key] = v
+}
+
+// Closed reports whether the connection has ended.
+func (c *Conn) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// onEvent runs on the client's queue.
+func (c *Conn) onEvent(p sioparser.Packet) {
+	var ack func(any)
+	if p.HasID {
+		id := p.ID
+		ack = func(reply any) {
+			data, atts, err := valueData(reply)
+			if err != nil {
+				c.n.srv.log.Error().Err(err).Str("nsp", c.n.name).Msg("ack not encodable")
+				return
+			}
+			c.cl.send(sioparser.Ack, c.n.name, id, true, data, atts)
+		}
+	}
+	args, err := decodeArgs(p)
+	if err != nil || len(args) == 0 {
+		return // the decoder validated it: cannot happen
+	}
+	event, _ := args[0].(string)
+	h := c.n.handlers[event]
+	if h == nil {
+		name := event
+		if name == "" {
+			name = "?"
+		}
+		c.dispatch("_unknown", func(context.Context, *Conn, []any) (any, error) {
+			return nil, Errorf(CodeBadRequest, "unknown event %q", truncate(name, 64))
+		}, nil, ack)
+		return
+	}
+	c.dispatch(event, h, args[1:], ack)
+}
+
+// dispatch runs on the client's queue: interceptors, handler, ack.
+func (c *Conn) dispatch(event string, h eventHandler, args []any, ack func(any)) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.running = true
+	c.mu.Unlock()
+
+	start := time.Now()
+	res, err := c.invoke(event, h, args)
+	code := "ok"
+	var reply any
+	if err != nil {
+		e := AsError(err)
+		code = e.Code
+		if e.Code == CodeInternal {
+			c.n.srv.log.Error().Err(err).Str("nsp", c.n.name).Str("event", event).Str("sid", c.id).Msg("handler failed")
+		}
+		reply = ackFailure(e)
+	} else if ack != nil {
+		if reply, err = ackSuccess(res); err != nil {
+			c.n.srv.log.Error().Err(err).Str("nsp", c.n.name).Str("event", event).Msg("ack not encodable")
+			code, reply = CodeInternal, ackFailure(&Error{Code: CodeInternal, Message: "internal error"})
+		}
+	}
+	if ack != nil {
+		ack(reply)
+	}
+	took := time.Since(start)
+	c.n.srv.obs.Event(c.n.name, event, took, code)
+	if l := c.n.srv.log.Debug(); l.Enabled() {
+		l.Str("nsp", c.n.name).Str("event", event).Str("sid", c.id).Str("user", c.user.ID).
+			Str("code", code).Dur("took", took).Msg("event")
+	}
+
+	c.mu.Lock()
+	c.running = false
+	disconnect := c.disconnect
+	c.disconnect = false
+	c.mu.Unlock()
+	if disconnect {
+		c.kick(false)
+	}
+}
+
+func (c *Conn) invoke(event string, h eventHandler, args []any) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.n.srv.obs.Panic(c.n.name, event)
+			c.n.srv.log.Error().Str("nsp", c.n.name).Str("event", event).Str("sid", c.id).
+				Interface("panic", r).Bytes("stack", debug.Stack()).Msg("handler panicked")
+			res, err = nil, &Error{Code: CodeInternal, Message: "internal error"}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), c.n.srv.opts.HandlerTimeout)
+	defer cancel()
+	for _, list := range [][]Interceptor{c.n.srv.interceptors, c.n.interceptors} {
+		for _, fn := range list {
+			if err := fn(ctx, c, event); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return h(ctx, c, args)
+}
+
+// recoverable disconnect reasons keep the session for the recovery window
+// (Node's RECOVERABLE_DISCONNECT_REASONS).
+var recoverableReasons = map[string]bool{
+	"transport error": true, "transport close": true, "forced close": true,
+	"ping timeout": true, "server shutting down": true, "forced server close": true,
+}
+
+// close ends the connection once: the session is kept if the reason is
+// recoverable, the connection leaves its rooms, and the disconnect hooks are
+// queued behind any running handler.
+func (c *Conn) close(reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.acks = nil
+	c.mu.Unlock()
+
+	c.n.mu.RLock()
+	rooms := c.roomsLocked(true)
+	c.n.mu.RUnlock()
+	if c.pid != "" && recoverableReasons[reason] {
+		s := Session{Sid: c.id, Pid: c.pid, Rooms: rooms, Data: plainData(&c.user)}
+		if c.n.log != nil {
+			c.n.log.PersistSession(s)
+		} else if c.n.store != nil {
+			c.n.store.persist(s)
+		}
+	} else if c.pid != "" && c.n.log != nil {
+		c.n.log.DropSession(c.pid)
+	}
+	c.n.remove(c)
+	c.cl.remove(c)
+	c.cl.push(func() {
+		c.runHooks("disconnect", func(ctx context.Context) {
+			for _, fn := range c.n.onDisconnect {
+				fn(ctx, c, reason)
+			}
+		})
+		c.release.run()
+		close(c.hooksDone)
+	}, false)
+}
+
+// saveSession keeps the cluster's copy of a connected session current.
+func (c *Conn) saveSession() {
+	if c.n.log == nil || c.pid == "" || c.Closed() {
+		return
+	}
+	c.n.mu.RLock()
+	rooms := c.roomsLocked(true)
+	c.n.mu.RUnlock()
+	c.n.log.SaveSession(Session{Sid: c.id, Pid: c.pid, Rooms: rooms, Data: plainData(&c.user)})
+}
+
+func (c *Conn) runHooks(what string, fn func(ctx context.Context)) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.n.srv.obs.Panic(c.n.name, what)
+			c.n.srv.log.Error().Str("nsp", c.n.name).Str("hook", what).Str("sid", c.id).
+				Interface("panic", r).Bytes("stack", debug.Stack()).Msg("hook panicked")
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), c.n.srv.opts.HandlerTimeout)
+	defer cancel()
+	fn(ctx)
+}

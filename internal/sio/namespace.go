@@ -1,0 +1,480 @@
+package sio
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"slices"
+	"sync"
+
+	"github.com/switchboard/switchboard/internal/engine/eio"
+	"github.com/switchboard/switchboard/internal/engine/sioparser"
+)
+
+// Namespace is a Socket.IO namespace with typed handlers.
+type Namespace struct {
+	srv  *Server
+	name string
+
+	mw           []ConnectFunc
+	interceptors []Interceptor
+	handlers     map[string]eventHandler
+	onConnect    []func(ctx context.Context, c *Conn)
+	onDisconnect []func(ctx context.Context, c *Conn, reason string)
+
+	link  Link           // nil on one node
+	log   LogLink        // set when the cluster keeps sessions
+	store *recoveryStore // sessions and packets kept on this node (recovery without a LogLink)
+
+	// mu guards the room index. Broadcasts deliver under the read lock, so a
+	// connection registering under the write lock (with its missed packets)
+	// never falls between a packet's recording and its delivery.
+	mu      sync.RWMutex
+	sockets map[string]*Conn
+	rooms   map[string]map[*Conn]uint64 // member -> join sequence (Node visits members in join order)
+	byPid   map[string]*Conn
+	seq     uint64 // joins and connections, in order
+}
+
+func newNamespace(s *Server, name string) *Namespace {
+	n := &Namespace{
+		srv: s, name: name, handlers: map[string]eventHandler{},
+		sockets: map[string]*Conn{}, rooms: map[string]map[*Conn]uint64{}, byPid: map[string]*Conn{},
+	}
+	recovery := s.opts.RecoveryWindow > 0
+	lc, isLog := s.opts.Cluster.(LogCluster)
+	switch {
+	case s.opts.Cluster == nil:
+	case isLog && recovery:
+		n.log = lc.AttachLog(name, (*ownLocal)(n))
+		n.link = n.log
+	default:
+		n.link = s.opts.Cluster.Attach(name, (*ownLocal)(n))
+	}
+	if recovery && n.log == nil {
+		n.store = newRecoveryStore(s.opts.RecoveryWindow)
+	}
+	return n
+}
+
+// Name is the namespace's name ("/" for the main one).
+func (n *Namespace) Name() string { return n.name }
+
+// Use adds a connect middleware for this namespace (after the server's).
+func (n *Namespace) Use(fn ConnectFunc) { n.mw = append(n.mw, fn) }
+
+// Intercept adds an interceptor for this namespace's events (after the server's).
+func (n *Namespace) Intercept(fn Interceptor) { n.interceptors = append(n.interceptors, fn) }
+
+// OnConnect registers fn to run when a connection completes, before any of
+// its events are handled.
+func (n *Namespace) OnConnect(fn func(ctx context.Context, c *Conn)) {
+	n.onConnect = append(n.onConnect, fn)
+}
+
+// OnDisconnect registers fn to run once when a connection ends, after any
+// event handler of that connection has returned.
+func (n *Namespace) OnDisconnect(fn func(ctx context.Context, c *Conn, reason string)) {
+	n.onDisconnect = append(n.onDisconnect, fn)
+}
+
+// LocalRoomCount is the number of rooms with members on this node, not
+// counting each connection's own room.
+func (n *Namespace) LocalRoomCount() int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return len(n.rooms) - len(n.sockets)
+}
+
+// Broadcast targets connections of a namespace by room.
+type Broadcast struct {
+	n      *Namespace
+	rooms  []string
+	except []string
+}
+
+// To targets the members of rooms (all connections when none is given).
+func (n *Namespace) To(rooms ...string) Broadcast { return Broadcast{n: n}.To(rooms...) }
+
+// To adds rooms to the target.
+func (b Broadcast) To(rooms ...string) Broadcast {
+	b.rooms = append(b.rooms[:len(b.rooms):len(b.rooms)], rooms...)
+	return b
+}
+
+// Except excludes the members of rooms (a connection's ID is a room of its own).
+func (b Broadcast) Except(rooms ...string) Broadcast {
+	b.except = append(b.except[:len(b.except):len(b.except)], rooms...)
+	return b
+}
+
+// Emit sends event with payload v to the target. v is encoded once for all
+// recipients; []byte values (top level or in map[string]any) go as binary.
+func (b Broadcast) Emit(event string, v any) error {
+	n := b.n
+	opts := BroadcastOpts{Rooms: b.rooms, Except: b.except}
+	if n.link != nil {
+		w, err := toWire(v)
+		if err != nil {
+			return err
+		}
+		p := Packet{Type: int(sioparser.Event), Nsp: n.name, Data: []any{event, plainValue(w)}}
+		if n.log != nil {
+			if _, err := n.log.Append(p, opts); err == nil {
+				n.srv.obs.Emitted(n.name, event)
+				return nil
+			}
+		} else if n.link.Publish(p, opts) {
+			n.srv.obs.Emitted(n.name, event)
+			return nil
+		}
+	}
+	data, atts, err := eventData(event, v)
+	if err != nil {
+		return fmt.Errorf("broadcast %q: %w", event, err)
+	}
+	n.deliver(data, atts, opts, "", n.store != nil)
+	n.srv.obs.Emitted(n.name, event)
+	return nil
+}
+
+// deliver sends an EVENT to the local members opts selects, encoded once.
+// With recoverable set, it gets an offset (offset, or one of the local
+// store's) as its last argument and is kept for connection state recovery.
+func (n *Namespace) deliver(data json.RawMessage, atts [][]byte, opts BroadcastOpts, offset string, recoverable bool) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	recoverable = recoverable && !opts.Volatile
+	var msgs []*eio.Message
+	switch {
+	case recoverable && offset != "":
+		msgs = encodePacket(sioparser.Event, n.name, 0, false, appendOffset(data, offset), atts)
+	case recoverable && n.store != nil:
+		msgs = n.store.add(opts, func(offset string) []*eio.Message {
+			return encodePacket(sioparser.Event, n.name, 0, false, appendOffset(data, offset), atts)
+		})
+	default:
+		msgs = encodePacket(sioparser.Event, n.name, 0, false, data, atts)
+	}
+	n.each(opts, func(c *Conn) { c.cl.eng.Send(msgs...) })
+}
+
+// each calls fn for every local connection opts selects; n.mu must be held.
+func (n *Namespace) each(opts BroadcastOpts, fn func(*Conn)) {
+	var except map[*Conn]struct{}
+	for _, r := range opts.Except {
+		for c := range n.rooms[r] {
+			if except == nil {
+				except = map[*Conn]struct{}{}
+			}
+			except[c] = struct{}{}
+		}
+	}
+	skip := func(c *Conn) bool {
+		_, ok := except[c]
+		return ok
+	}
+	switch len(opts.Rooms) {
+	case 0:
+		for _, c := range n.sockets {
+			if !skip(c) {
+				fn(c)
+			}
+		}
+	case 1:
+		for c := range n.rooms[opts.Rooms[0]] {
+			if !skip(c) {
+				fn(c)
+			}
+		}
+	default:
+		seen := map[*Conn]struct{}{}
+		for _, r := range opts.Rooms {
+			for c := range n.rooms[r] {
+				if _, dup := seen[c]; dup || skip(c) {
+					continue
+				}
+				seen[c] = struct{}{}
+				fn(c)
+			}
+		}
+	}
+}
+
+// selected lists the local connections opts selects in the order Node's
+// adapter visits them: room by room as given, each room's members in join
+// order; all connections in connection order when no room is given.
+func (n *Namespace) selected(opts BroadcastOpts) []*Conn {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	except := map[*Conn]bool{}
+	for _, r := range opts.Except {
+		for c := range n.rooms[r] {
+			except[c] = true
+		}
+	}
+	var out []*Conn
+	if len(opts.Rooms) == 0 {
+		for _, c := range n.sockets {
+			if !except[c] {
+				out = append(out, c)
+			}
+		}
+		slices.SortFunc(out, func(a, b *Conn) int { return cmpUint(a.seq, b.seq) })
+		return out
+	}
+	seen := map[*Conn]bool{}
+	for _, r := range opts.Rooms {
+		members := n.rooms[r]
+		start := len(out)
+		for c := range members {
+			if !except[c] && !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+		slices.SortFunc(out[start:], func(a, b *Conn) int { return cmpUint(members[a], members[b]) })
+	}
+	return out
+}
+
+func (n *Namespace) join(c *Conn, rooms ...string) {
+	n.mu.Lock()
+	n.joinLocked(c, rooms...)
+	n.mu.Unlock()
+}
+
+func (n *Namespace) joinLocked(c *Conn, rooms ...string) {
+	if c.gone {
+		return
+	}
+	for _, r := range rooms {
+		if _, ok := c.rooms[r]; ok {
+			continue
+		}
+		c.rooms[r] = struct{}{}
+		m := n.rooms[r]
+		if m == nil {
+			m = map[*Conn]uint64{}
+			n.rooms[r] = m
+		}
+		n.seq++
+		m[c] = n.seq
+	}
+}
+
+func (n *Namespace) leave(c *Conn, room string) {
+	n.mu.Lock()
+	n.leaveLocked(c, room)
+	n.mu.Unlock()
+}
+
+func (n *Namespace) leaveLocked(c *Conn, room string) {
+	if _, ok := c.rooms[room]; !ok {
+		return
+	}
+	delete(c.rooms, room)
+	if m := n.rooms[room]; m != nil {
+		delete(m, c)
+		if len(m) == 0 {
+			delete(n.rooms, room)
+		}
+	}
+}
+
+// remove takes c out of the namespace and returns the rooms it was in.
+func (n *Namespace) remove(c *Conn) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	rooms := make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		rooms = append(rooms, r)
+	}
+	for _, r := range rooms {
+		n.leaveLocked(c, r)
+	}
+	c.gone = true
+	if n.sockets[c.id] == c {
+		delete(n.sockets, c.id)
+	}
+	if n.byPid[c.pid] == c {
+		delete(n.byPid, c.pid)
+	}
+	return rooms
+}
+
+// connect runs the connect flow of a client joining the namespace: session
+// recovery, middleware, registration and the CONNECT packet.
+func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
+	var auth map[string]any
+	if len(authRaw) > 0 {
+		_ = json.Unmarshal(authRaw, &auth)
+	}
+	hs := cl.eng.Handshake()
+	h := &Handshake{
+		Namespace: n.name, Auth: auth, Header: hs.Header, Query: hs.Query,
+		RemoteAddr: hostOnly(hs.RemoteAddr), release: &releaser{},
+	}
+
+	// Connection state recovery: {pid, offset} in the auth payload.
+	var sess *Session
+	var pid string
+	var after uint64 // the store's sequence of the client's offset
+	if n.srv.opts.RecoveryWindow > 0 {
+		p, _ := auth["pid"].(string)
+		off, _ := auth["offset"].(string)
+		if p != "" && off != "" {
+			n.takeOver(p)
+			if n.log != nil {
+				s, err := n.log.RestoreSession(p, off)
+				if err != nil {
+					n.srv.log.Warn().Err(err).Str("nsp", n.name).Msg("session not restored")
+				}
+				sess = s
+			} else if n.store != nil {
+				sess, after = n.store.take(p, off)
+			}
+			if sess != nil {
+				pid = p
+				h.Recovered = true
+				h.Previous = userFromPlain(sess.Data)
+			} else if n.log != nil {
+				n.log.Settle(p)
+			}
+		}
+	}
+	settle := func() {
+		if sess != nil && n.log != nil {
+			n.log.Settle(pid)
+		}
+	}
+
+	if err := n.runConnect(h); err != nil {
+		e := asConnectError(err)
+		if e.Code == CodeInternal {
+			n.srv.log.Error().Err(err).Str("nsp", n.name).Msg("connect middleware failed")
+		}
+		h.release.run()
+		settle()
+		n.srv.obs.Handshake(n.name, e.Code)
+		body, _ := json.Marshal(map[string]any{"message": e.Message, "data": map[string]any{"code": e.Code}})
+		cl.send(sioparser.ConnectError, n.name, 0, false, body, nil)
+		return
+	}
+	if h.User == nil {
+		h.User = &User{}
+	}
+	c := &Conn{n: n, cl: cl, user: *h.User, release: h.release, rooms: map[string]struct{}{}, hooksDone: make(chan struct{})}
+	if sess != nil {
+		c.id, c.pid, c.recovered = sess.Sid, pid, true
+	} else {
+		c.id = newID()
+		if n.srv.opts.RecoveryWindow > 0 {
+			c.pid = newID()
+		}
+	}
+	if !cl.add(c) {
+		h.release.run()
+		settle()
+		return
+	}
+
+	connectData := []byte(`{"sid":` + quote(c.id) + `}`)
+	if c.pid != "" {
+		connectData = []byte(`{"sid":` + quote(c.id) + `,"pid":` + quote(c.pid) + `}`)
+	}
+	n.mu.Lock()
+	n.seq++
+	c.seq = n.seq
+	n.sockets[c.id] = c
+	if c.pid != "" {
+		n.byPid[c.pid] = c
+	}
+	n.joinLocked(c, c.id)
+	var missed [][]*eio.Message
+	if sess != nil {
+		n.joinLocked(c, sess.Rooms...)
+		if n.store != nil {
+			missed = n.store.missed(append(sess.Rooms, c.id), after)
+		}
+	}
+	// CONNECT, then the missed packets, before any live broadcast.
+	cl.send(sioparser.Connect, n.name, 0, false, connectData, nil)
+	for _, m := range missed {
+		cl.eng.Send(m...)
+	}
+	if sess != nil && n.log != nil {
+		for _, d := range sess.Missed {
+			if data, atts, err := sioparser.MarshalData(d); err == nil {
+				cl.send(sioparser.Event, n.name, 0, false, data, atts)
+			}
+		}
+	}
+	n.mu.Unlock()
+	settle()
+	c.saveSession()
+
+	n.srv.obs.Handshake(n.name, "ok")
+	c.runHooks("connect", func(ctx context.Context) {
+		for _, fn := range n.onConnect {
+			fn(ctx, c)
+		}
+	})
+}
+
+// takeOver ends a live connection still holding session pid: its client came
+// back over a new transport before this node noticed the old one was dead.
+// Closing it persists the session, which is then restored with everything
+// the dead transport did not deliver.
+func (n *Namespace) takeOver(pid string) {
+	n.mu.RLock()
+	stale := n.byPid[pid]
+	n.mu.RUnlock()
+	if stale != nil {
+		stale.close("forced close")
+		stale.cl.eng.CloseNow()
+	}
+}
+
+func (n *Namespace) runConnect(h *Handshake) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.srv.obs.Panic(n.name, "connect")
+			n.srv.log.Error().Str("nsp", n.name).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("connect middleware panicked")
+			err = &Error{Code: CodeInternal, Message: "internal error"}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), n.srv.opts.HandlerTimeout)
+	defer cancel()
+	for _, list := range [][]ConnectFunc{n.srv.connectMW, n.mw} {
+		for _, fn := range list {
+			if err := fn(ctx, h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func asConnectError(err error) *Error {
+	e := AsError(err)
+	if e.Message == "" {
+		e = &Error{Code: e.Code, Message: e.Code}
+	}
+	return e
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// hostOnly is the client's IP without the port, as Node reports it.
+func hostOnly(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}

@@ -1,0 +1,166 @@
+package sio
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchboard/switchboard/internal/engine/eio"
+)
+
+// Server owns the engine and the namespaces registered on it.
+// Register namespaces, middleware and handlers before serving traffic.
+type Server struct {
+	eng  *eio.Server
+	opts Options
+	log  zerolog.Logger
+	obs  Observer
+
+	mu   sync.RWMutex
+	nsps map[string]*Namespace
+
+	connectMW    []ConnectFunc
+	interceptors []Interceptor
+}
+
+// NewServer builds the engine with opts. Namespace "/" always exists.
+func NewServer(opts Options) *Server {
+	opts.defaults()
+	s := &Server{opts: opts, log: opts.Logger, obs: opts.Observer, nsps: map[string]*Namespace{}}
+	cors := opts.CORSOrigins
+	s.eng = eio.NewServer(eio.Options{
+		PingInterval: opts.PingInterval,
+		PingTimeout:  opts.PingTimeout,
+		MaxPayload:   opts.MaxPayload,
+		CORSOrigins:  cors,
+		Cookie:       opts.Cookie,
+		AllowRequest: opts.AllowRequest,
+		OnConnection: s.onConnection,
+		Logger:       opts.Logger,
+	})
+	s.Of("/")
+	return s
+}
+
+// Path is the URL path the Handler serves (with a trailing slash).
+func (s *Server) Path() string { return s.opts.Path }
+
+// Handler serves the Engine.IO endpoint; mount it at Path.
+func (s *Server) Handler() http.Handler { return s.eng }
+
+// Use adds a connect middleware run for every namespace, before the
+// namespace's own ones, in the order added.
+func (s *Server) Use(fn ConnectFunc) { s.connectMW = append(s.connectMW, fn) }
+
+// Intercept adds an interceptor run before every event handler of every
+// namespace (rate limiting, for one). Returning an error refuses the event.
+func (s *Server) Intercept(fn Interceptor) { s.interceptors = append(s.interceptors, fn) }
+
+// ClientsCount is the number of open Engine.IO connections on this node.
+func (s *Server) ClientsCount() int { return s.eng.Count() }
+
+// TransportCounts counts open connections by transport name.
+func (s *Server) TransportCounts() map[string]int {
+	out := map[string]int{}
+	s.eng.Range(func(c *eio.Socket) bool {
+		out[c.Transport()]++
+		return true
+	})
+	return out
+}
+
+// Drain closes every open connection, spread evenly over spread so that
+// clients do not all reconnect at once. The transport is closed without a
+// DISCONNECT packet: clients reconnect (elsewhere) and recover their session.
+func (s *Server) Drain(ctx context.Context, spread time.Duration) error {
+	var clients []*eio.Socket
+	s.eng.Range(func(c *eio.Socket) bool {
+		clients = append(clients, c)
+		return true
+	})
+	if len(clients) == 0 {
+		return nil
+	}
+	step := spread / time.Duration(len(clients))
+	for i, c := range clients {
+		if i > 0 && step > 0 {
+			t := time.NewTimer(step)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		c.Close()
+	}
+	return nil
+}
+
+// Close disconnects everyone ("server shutting down") and stops the engine.
+func (s *Server) Close() {
+	s.eng.Close()
+	s.mu.RLock()
+	nsps := make([]*Namespace, 0, len(s.nsps))
+	for _, n := range s.nsps {
+		nsps = append(nsps, n)
+	}
+	s.mu.RUnlock()
+	for _, n := range nsps {
+		if n.link != nil {
+			n.link.Close()
+		}
+	}
+}
+
+var errNamespaceName = errors.New("sio: namespace name must start with /")
+
+// Of returns the namespace called name, creating it on first use. Clients
+// may only connect to namespaces created here; others get "Invalid namespace".
+func (s *Server) Of(name string) *Namespace {
+	if !strings.HasPrefix(name, "/") {
+		panic(errNamespaceName)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, ok := s.nsps[name]; ok {
+		return n
+	}
+	n := newNamespace(s, name)
+	s.nsps[name] = n
+	return n
+}
+
+func (s *Server) lookup(name string) *Namespace {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nsps[name]
+}
+
+func (s *Server) onConnection(es *eio.Socket) {
+	c := &client{srv: s, eng: es, conns: map[string]*Conn{}}
+	es.SetHandler(c)
+	// A client that joins no namespace in time is closed (as Node does).
+	c.connectTimer = time.AfterFunc(s.opts.ConnectTimeout, func() {
+		c.mu.Lock()
+		idle := len(c.conns) == 0 && !c.everConnected
+		c.mu.Unlock()
+		if idle {
+			es.CloseNow()
+		}
+	})
+}
+
+// newID returns a 20-character random id, like Node's base64id.
+func newID() string {
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
