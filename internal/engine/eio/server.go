@@ -83,6 +83,87 @@ type Server struct {
 	mu       sync.RWMutex
 	sessions map[string]*Socket
 	closed   bool
+
+	flusher flusher
+}
+
+// flusher writes the WebSockets that have something queued, one after the
+// other, on one goroutine that exits when none is left. Compared with a
+// writer goroutine per connection it lets frames queued for a connection
+// while the others are written leave together, and it never buries the
+// goroutines that read input (and send acks) under thousands of writers.
+type flusher struct {
+	mu         sync.Mutex
+	ready      []*wsConn
+	spare      []*wsConn
+	running    bool
+	batchStart time.Time     // when the batch being written was taken
+	batchDone  chan struct{} // closed when it is written
+}
+
+// flushBehind is how long a batch of writes may take before input waits for
+// it: clients' messages (and the broadcasts they cause) then queue up behind
+// what is already being written instead of growing the backlog without
+// bound, and what they add goes out coalesced with the next batch.
+const flushBehind = 50 * time.Millisecond
+
+// maxThrottle bounds one wait of an input for the flusher.
+const maxThrottle = 100 * time.Millisecond
+
+// throttle makes a client message wait while the flusher is behind.
+func (f *flusher) throttle() {
+	f.mu.Lock()
+	if !f.running || f.batchDone == nil || time.Since(f.batchStart) < flushBehind {
+		f.mu.Unlock()
+		return
+	}
+	ch := f.batchDone
+	f.mu.Unlock()
+	t := time.NewTimer(maxThrottle)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
+func (f *flusher) add(c *wsConn) {
+	f.mu.Lock()
+	f.ready = append(f.ready, c)
+	if !f.running {
+		f.running = true
+		go f.run()
+	}
+	f.mu.Unlock()
+}
+
+func (f *flusher) run() {
+	for {
+		f.mu.Lock()
+		batch := f.ready
+		if len(batch) == 0 {
+			f.running = false
+			f.mu.Unlock()
+			return
+		}
+		f.ready = f.spare[:0]
+		f.spare = nil
+		f.batchStart = time.Now()
+		done := make(chan struct{})
+		f.batchDone = done
+		f.mu.Unlock()
+		for _, c := range batch {
+			c.flushLoop(true)
+		}
+		clear(batch)
+		close(done)
+		f.mu.Lock()
+		f.batchDone = nil
+		if cap(batch) <= 1<<16 {
+			f.spare = batch[:0]
+		}
+		f.mu.Unlock()
+	}
 }
 
 // NewServer returns a server with o (defaults applied). o.OnConnection must be set.

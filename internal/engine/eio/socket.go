@@ -153,7 +153,21 @@ func (s *Socket) pushLocked(msgs []*Message, n int) {
 	s.queue = append(s.queue, msgs...)
 	s.queued += n
 	if s.corked == 0 {
+		s.kickDeferredLocked()
+	}
+}
+
+// kickDeferredLocked hands a WebSocket with something to write to the
+// server's flusher, which writes the ready connections one after the other:
+// what is queued for a connection meanwhile (the next broadcasts) goes out in
+// the same write. Polling wakes its pending request as before.
+func (s *Socket) kickDeferredLocked() {
+	if s.ws == nil {
 		s.kickLocked()
+		return
+	}
+	if s.ws.takeFlushLocked() {
+		s.srv.flusher.add(s.ws)
 	}
 }
 
@@ -340,6 +354,7 @@ func (s *Socket) handlePacket(p eioparser.Packet) bool {
 		s.delivering = true
 		h := s.h
 		s.mu.Unlock()
+		s.srv.flusher.throttle()
 		h.OnMessage(p.Data, p.Binary)
 		s.mu.Lock()
 		s.delivering = false

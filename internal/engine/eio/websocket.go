@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -59,11 +60,12 @@ type wsConn struct {
 	conn net.Conn // set under s.mu; nil until the upgrade is done
 
 	// Guarded by s.mu.
-	ctrl        [][]byte // raw frames written before queued messages (pongs, "3probe", close)
-	flushing    bool     // the writer goroutine is running
-	closeQueued bool     // the close frame is in ctrl: nothing is written after it
-	closeSent   bool     // the close frame was written (or writing failed)
-	rdone       bool     // the reader has exited
+	ctrl        [][]byte  // raw frames written before queued messages (pongs, "3probe", close)
+	closeBy     time.Time // write deadline of the closing handshake (zero until then)
+	flushing    bool      // the writer goroutine is running
+	closeQueued bool      // the close frame is in ctrl: nothing is written after it
+	closeSent   bool      // the close frame was written (or writing failed)
+	rdone       bool      // the reader has exited
 
 	// Owned by the reader goroutine.
 	active   bool // this is the session's transport (not an upgrade probe)
@@ -211,6 +213,7 @@ func (c *wsConn) shutdownLocked(frame []byte) {
 	}
 	c.ctrl = append(c.ctrl, frame)
 	deadline := time.Now().Add(closeWait)
+	c.closeBy = deadline
 	_ = c.conn.SetWriteDeadline(deadline)
 	if !c.rdone {
 		_ = c.conn.SetReadDeadline(deadline)
@@ -240,7 +243,15 @@ func (c *wsConn) takeFlushLocked() bool {
 var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
 
 // flush writes control frames and the session's queue with vectored writes until both are empty.
-func (c *wsConn) flush() {
+func (c *wsConn) flush() { c.flushLoop(false) }
+
+// sharedStall bounds a write on the shared flusher: a client that does not
+// take it in time is finished on a goroutine of its own, so that one slow
+// reader never holds up the deliveries to the others.
+const sharedStall = 2 * time.Millisecond
+
+// flushLoop is flush; shared is set when it runs on the server's flusher.
+func (c *wsConn) flushLoop(shared bool) {
 	s := c.s
 	bp := buffersPool.Get().(*net.Buffers)
 	bufs := (*bp)[:0]
@@ -289,10 +300,36 @@ func (c *wsConn) flush() {
 			}
 			return
 		}
+		limit := shared && !c.closeQueued
+		if limit {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(sharedStall))
+		}
 		s.unlock()
 		wb := bufs // WriteTo consumes its receiver
 		_, err := wb.WriteTo(c.conn)
 		s.mu.Lock()
+		if limit {
+			_ = c.conn.SetWriteDeadline(c.closeBy) // no deadline, or the close's
+			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && len(wb) > 0 {
+				rest := append(net.Buffers(nil), wb...)
+				s.unlock()
+				go c.finishSlow(rest, msgs)
+				return
+			}
+		}
+		if shared && err == nil {
+			// One write per turn: what is left (or came meanwhile) waits
+			// for the next round, behind the other ready connections.
+			if msgs != nil {
+				s.doneLocked(msgs)
+			}
+			if wroteClose {
+				c.closeSent = true
+			}
+			s.unlock()
+			s.srv.flusher.add(c)
+			return
+		}
 		if err != nil {
 			if msgs != nil {
 				s.doneLocked(msgs)
@@ -309,6 +346,31 @@ func (c *wsConn) flush() {
 			return
 		}
 	}
+}
+
+// finishSlow completes a write the shared flusher gave up waiting for, then
+// goes on as the connection's own writer.
+func (c *wsConn) finishSlow(rest net.Buffers, msgs []*Message) {
+	s := c.s
+	_, err := rest.WriteTo(c.conn)
+	s.mu.Lock()
+	if msgs != nil {
+		s.doneLocked(msgs)
+	}
+	if err != nil {
+		c.flushing, c.closeSent = false, true
+		switch {
+		case s.ws == c:
+			s.closeLocked("transport close")
+		case s.probe == c:
+			s.abortProbeLocked()
+		}
+		s.unlock()
+		_ = c.conn.Close()
+		return
+	}
+	s.mu.Unlock()
+	c.flushLoop(false)
 }
 
 // appendFrame appends the frame(s) of m; binary is sent as base64 text to b64 clients.
