@@ -3,6 +3,7 @@ package sio
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,7 +26,7 @@ type client struct {
 	connectTimer *time.Timer
 
 	mu            sync.Mutex
-	conns         map[string]*Conn // connected namespaces
+	conns         []*Conn // connected namespaces (one or two: a slice is smaller than a map)
 	everConnected bool
 	closed        bool
 
@@ -93,19 +94,19 @@ func (c *client) OnClose(reason string) {
 	if reason == "forced server close" {
 		reason = "server shutting down"
 	}
+	c.mu.Lock()
 	if c.connectTimer != nil {
 		c.connectTimer.Stop()
+		c.connectTimer = nil
 	}
+	c.mu.Unlock()
 	c.closeAll(reason)
 }
 
 func (c *client) closeAll(reason string) {
 	c.mu.Lock()
 	c.closed = true
-	conns := make([]*Conn, 0, len(c.conns))
-	for _, conn := range c.conns {
-		conns = append(conns, conn)
-	}
+	conns := slices.Clone(c.conns)
 	c.mu.Unlock()
 	for _, conn := range conns {
 		conn.close(reason)
@@ -115,7 +116,12 @@ func (c *client) closeAll(reason string) {
 func (c *client) conn(nsp string) *Conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.conns[nsp]
+	for _, conn := range c.conns {
+		if conn.n.name == nsp {
+			return conn
+		}
+	}
+	return nil
 }
 
 func (c *client) isClosed() bool {
@@ -131,15 +137,19 @@ func (c *client) add(conn *Conn) bool {
 	if c.closed {
 		return false
 	}
-	c.conns[conn.n.name] = conn
+	c.conns = append(c.conns, conn)
 	c.everConnected = true
+	if c.connectTimer != nil { // connected in time: the timer's memory goes now
+		c.connectTimer.Stop()
+		c.connectTimer = nil
+	}
 	return true
 }
 
 func (c *client) remove(conn *Conn) {
 	c.mu.Lock()
-	if c.conns[conn.n.name] == conn {
-		delete(c.conns, conn.n.name)
+	if i := slices.Index(c.conns, conn); i >= 0 {
+		c.conns = slices.Delete(c.conns, i, i+1)
 	}
 	c.mu.Unlock()
 }

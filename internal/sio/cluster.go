@@ -55,7 +55,7 @@ func (l *ownLocal) HasRoom(room string) bool {
 	n := l.ns()
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return len(n.rooms[room]) > 0
+	return len(n.rooms[room]) > 0 || n.sockets[room] != nil
 }
 
 func (l *ownLocal) Join(opts BroadcastOpts, rooms []string) {
@@ -103,9 +103,12 @@ func (l *ownLocal) Rooms() []string {
 	n := l.ns()
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	out := make([]string, 0, len(n.rooms))
+	out := make([]string, 0, len(n.rooms)+len(n.sockets))
 	for r := range n.rooms {
 		out = append(out, r)
+	}
+	for id := range n.sockets {
+		out = append(out, id) // each connection's own room
 	}
 	return out
 }

@@ -23,7 +23,7 @@ type Conn struct {
 	recovered bool
 	hooksDone chan struct{} // closed once the disconnect hooks have run
 
-	rooms map[string]struct{} // guarded by n.mu
+	rooms map[string]struct{} // guarded by n.mu; not its own room (implied)
 	seq   uint64              // connection order in the namespace
 	gone  bool                // removed from the namespace; guarded by n.mu
 
@@ -72,7 +72,7 @@ func (c *Conn) In(room string) bool {
 	c.n.mu.RLock()
 	defer c.n.mu.RUnlock()
 	_, ok := c.rooms[room]
-	return ok
+	return ok || room == c.id
 }
 
 // Rooms lists the rooms the connection is in, except its own ID room.
@@ -83,11 +83,12 @@ func (c *Conn) Rooms() []string {
 }
 
 func (c *Conn) roomsLocked(withOwn bool) []string {
-	out := make([]string, 0, len(c.rooms))
+	out := make([]string, 0, len(c.rooms)+1)
+	if withOwn {
+		out = append(out, c.id)
+	}
 	for r := range c.rooms {
-		if withOwn || r != c.id {
-			out = append(out, r)
-		}
+		out = append(out, r)
 	}
 	return out
 }

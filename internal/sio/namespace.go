@@ -85,7 +85,7 @@ func (n *Namespace) OnDisconnect(fn func(ctx context.Context, c *Conn, reason st
 func (n *Namespace) LocalRoomCount() int {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return len(n.rooms) - len(n.sockets)
+	return len(n.rooms)
 }
 
 // Broadcast targets connections of a namespace by room.
@@ -161,16 +161,27 @@ func (n *Namespace) deliver(data json.RawMessage, atts [][]byte, opts BroadcastO
 	n.each(opts, func(c *Conn) { c.cl.eng.Send(msgs...) })
 }
 
+// members calls fn for every local member of room r with its join
+// sequence. A connection's own room is implied (not kept in the index).
+func (n *Namespace) members(r string, fn func(c *Conn, seq uint64)) {
+	if c := n.sockets[r]; c != nil {
+		fn(c, c.seq)
+	}
+	for c, seq := range n.rooms[r] {
+		fn(c, seq)
+	}
+}
+
 // each calls fn for every local connection opts selects; n.mu must be held.
 func (n *Namespace) each(opts BroadcastOpts, fn func(*Conn)) {
 	var except map[*Conn]struct{}
 	for _, r := range opts.Except {
-		for c := range n.rooms[r] {
+		n.members(r, func(c *Conn, _ uint64) {
 			if except == nil {
 				except = map[*Conn]struct{}{}
 			}
 			except[c] = struct{}{}
-		}
+		})
 	}
 	skip := func(c *Conn) bool {
 		_, ok := except[c]
@@ -184,21 +195,21 @@ func (n *Namespace) each(opts BroadcastOpts, fn func(*Conn)) {
 			}
 		}
 	case 1:
-		for c := range n.rooms[opts.Rooms[0]] {
+		n.members(opts.Rooms[0], func(c *Conn, _ uint64) {
 			if !skip(c) {
 				fn(c)
 			}
-		}
+		})
 	default:
 		seen := map[*Conn]struct{}{}
 		for _, r := range opts.Rooms {
-			for c := range n.rooms[r] {
+			n.members(r, func(c *Conn, _ uint64) {
 				if _, dup := seen[c]; dup || skip(c) {
-					continue
+					return
 				}
 				seen[c] = struct{}{}
 				fn(c)
-			}
+			})
 		}
 	}
 }
@@ -211,9 +222,7 @@ func (n *Namespace) selected(opts BroadcastOpts) []*Conn {
 	defer n.mu.RUnlock()
 	except := map[*Conn]bool{}
 	for _, r := range opts.Except {
-		for c := range n.rooms[r] {
-			except[c] = true
-		}
+		n.members(r, func(c *Conn, _ uint64) { except[c] = true })
 	}
 	var out []*Conn
 	if len(opts.Rooms) == 0 {
@@ -226,16 +235,22 @@ func (n *Namespace) selected(opts BroadcastOpts) []*Conn {
 		return out
 	}
 	seen := map[*Conn]bool{}
+	type member struct {
+		c   *Conn
+		seq uint64
+	}
 	for _, r := range opts.Rooms {
-		members := n.rooms[r]
-		start := len(out)
-		for c := range members {
+		var ms []member
+		n.members(r, func(c *Conn, seq uint64) {
 			if !except[c] && !seen[c] {
 				seen[c] = true
-				out = append(out, c)
+				ms = append(ms, member{c, seq})
 			}
+		})
+		slices.SortFunc(ms, func(a, b member) int { return cmpUint(a.seq, b.seq) })
+		for _, m := range ms {
+			out = append(out, m.c)
 		}
-		slices.SortFunc(out[start:], func(a, b *Conn) int { return cmpUint(members[a], members[b]) })
 	}
 	return out
 }
@@ -251,8 +266,8 @@ func (n *Namespace) joinLocked(c *Conn, rooms ...string) {
 		return
 	}
 	for _, r := range rooms {
-		if _, ok := c.rooms[r]; ok {
-			continue
+		if _, ok := c.rooms[r]; ok || r == c.id {
+			continue // a connection's own room is implied
 		}
 		c.rooms[r] = struct{}{}
 		m := n.rooms[r]
@@ -392,7 +407,6 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	if c.pid != "" {
 		n.byPid[c.pid] = c
 	}
-	n.joinLocked(c, c.id)
 	var missed [][]*eio.Message
 	if sess != nil {
 		n.joinLocked(c, sess.Rooms...)

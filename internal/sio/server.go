@@ -145,9 +145,11 @@ func (s *Server) lookup(name string) *Namespace {
 }
 
 func (s *Server) onConnection(es *eio.Socket) {
-	c := &client{srv: s, eng: es, conns: map[string]*Conn{}}
+	c := &client{srv: s, eng: es}
 	es.SetHandler(c)
 	// A client that joins no namespace in time is closed (as Node does).
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.connectTimer = time.AfterFunc(s.opts.ConnectTimeout, func() {
 		c.mu.Lock()
 		idle := len(c.conns) == 0 && !c.everConnected
