@@ -10,7 +10,7 @@ GOFLAGS_TAGS := $(if $(GOTAGS),-tags '$(GOTAGS)')
 # Debian packages the tests need (redis/haproxy/nginx for the cluster tests, chromium for the page).
 APT_PKGS := redis-server haproxy nginx chromium
 
-.PHONY: all build run cluster bench test deps deps-apt deps-node deps-go test-go test-node test-cluster test-browser vet clean
+.PHONY: all build run cluster bench test deps deps-apt deps-node deps-go test-go test-fuzz test-node test-cluster test-browser vet clean
 
 all: build
 
@@ -62,6 +62,18 @@ vet:
 test-go:
 	SWITCHBOARD_REQUIRE_REDIS=1 $(GO) test $(GOFLAGS_TAGS) -race -count=1 ./...
 
+# A short run of every fuzz target (their seed corpora also run in test-go).
+# FUZZTIME=5m for a longer look.
+FUZZTIME ?= 4s
+FUZZ_TARGETS := \
+	./internal/engine/eioparser:FuzzDecodePacket ./internal/engine/eioparser:FuzzDecodePayload \
+	./internal/engine/sioparser:FuzzSocketIODecode ./internal/engine/sioparser:FuzzJSON \
+	./internal/engine/eio:FuzzPollingPost ./internal/engine/eio:FuzzWebSocketFrames
+test-fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test $(GOFLAGS_TAGS) -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; done
+
 test-node: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed npm test
 
@@ -71,7 +83,7 @@ test-cluster: build
 test-browser: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard npm run test:browser
 
-test: deps vet test-go test-node test-cluster test-browser
+test: deps vet test-go test-fuzz test-node test-cluster test-browser
 
 clean:
 	rm -rf .tmp bin
