@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -108,6 +109,20 @@ type MessageIn struct {
 	RoomID   *string `json:"roomId"`
 	Text     *string `json:"text"`
 	ClientID *string `json:"clientId"`
+}
+
+// DecodeRawArg implements sio.RawArgDecoder: messages are the hot path, so
+// they are decoded from the client's JSON once, straight into the struct.
+func (m *MessageIn) DecodeRawArg(raw json.RawMessage) error {
+	type plain MessageIn
+	if err := json.Unmarshal(raw, (*plain)(m)); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return fmt.Errorf("field %q must be a string", te.Field)
+		}
+		return errors.New("message must be an object")
+	}
+	return nil
 }
 
 // DecodeArg implements sio.ArgDecoder: messages are the hot path, so they

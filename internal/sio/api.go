@@ -14,6 +14,7 @@ package sio
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -128,7 +129,15 @@ type ConnectFunc func(ctx context.Context, h *Handshake) error
 // the event's ack and the handler is skipped.
 type Interceptor func(ctx context.Context, c *Conn, event string) error
 
-type eventHandler func(ctx context.Context, c *Conn, args []any) (any, error)
+// eventArgs are an event's arguments as received: each argument's JSON as
+// the client sent it (text packets), or plain values with []byte
+// attachments (binary packets).
+type eventArgs struct {
+	raw  []json.RawMessage
+	vals []any
+}
+
+type eventHandler func(ctx context.Context, c *Conn, args eventArgs) (any, error)
 
 var reservedEvents = map[string]bool{
 	"connect": true, "connect_error": true, "disconnect": true, "disconnecting": true,
@@ -145,8 +154,8 @@ func Handle[T, R any](n *Namespace, event string, h func(ctx context.Context, c 
 	if reservedEvents[event] {
 		panic(fmt.Sprintf("sio: %q is a reserved event name", event))
 	}
-	n.handlers[event] = func(ctx context.Context, c *Conn, args []any) (any, error) {
-		msg, err := decodeArg[T](args)
+	n.handlers[event] = func(ctx context.Context, c *Conn, args eventArgs) (any, error) {
+		msg, err := decodeEventArg[T](args)
 		if err != nil {
 			return nil, err
 		}

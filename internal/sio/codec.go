@@ -39,6 +39,44 @@ type ArgDecoder interface {
 	DecodeArg(v any) error
 }
 
+// RawArgDecoder is implemented (on the pointer) by payload types that decode
+// themselves from the JSON the client sent (text packets; binary ones go
+// through ArgDecoder or JSON decoding).
+type RawArgDecoder interface {
+	DecodeRawArg(raw json.RawMessage) error
+}
+
+// decodeEventArg converts an event's first argument into T: from its JSON
+// directly when the packet was text (one decoding, numbers exact), else as
+// decodeArg does.
+func decodeEventArg[T any](a eventArgs) (T, error) {
+	if a.raw == nil {
+		return decodeArg[T](a.vals)
+	}
+	if len(a.raw) == 0 || string(a.raw[0]) == "null" {
+		return decodeArg[T](nil)
+	}
+	raw := a.raw[0]
+	var out T
+	switch p := any(&out).(type) {
+	case RawArgDecoder:
+		if err := p.DecodeRawArg(raw); err != nil {
+			return out, Errorf(CodeBadRequest, "payload has the wrong shape: %s", err.Error())
+		}
+		return out, nil
+	case ArgDecoder, *any, *string, *map[string]any:
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return out, Errorf(CodeBadRequest, "payload cannot be decoded")
+		}
+		return decodeArg[T]([]any{v})
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return out, Errorf(CodeBadRequest, "payload has the wrong shape: %s", shapeError(err))
+	}
+	return out, nil
+}
+
 // decodeArg converts one event argument into T. A missing or null argument is
 // a bad request unless T can hold nil. []byte fields in T receive binary
 // attachments (the JSON round trip carries them as base64).

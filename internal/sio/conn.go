@@ -1,7 +1,9 @@
 package sio
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -214,27 +216,48 @@ func (c *Conn) onEvent(p sioparser.Packet) {
 			c.cl.send(sioparser.Ack, c.n.name, id, true, data, atts)
 		}
 	}
-	args, err := decodeArgs(p)
-	if err != nil || len(args) == 0 {
-		return // the decoder validated it: cannot happen
+	var (
+		event string
+		args  eventArgs
+	)
+	if len(p.Attachments) == 0 {
+		// Text: split the JSON without decoding it; the handler decodes its
+		// argument once, into its own type.
+		name, rawArgs, err := sioparser.SplitEvent(p.Data)
+		if err != nil {
+			return // the decoder validated it: cannot happen
+		}
+		if d := bytes.TrimLeft(p.Data[1:], " \t\r\n"); len(d) > 0 && d[0] == '"' {
+			event = string(name)
+		}
+		args.raw, err = rawArgs.Split(make([]json.RawMessage, 0, 2))
+		if err != nil {
+			return
+		}
+	} else {
+		vals, err := decodeArgs(p)
+		if err != nil || len(vals) == 0 {
+			return
+		}
+		event, _ = vals[0].(string)
+		args.vals = vals[1:]
 	}
-	event, _ := args[0].(string)
 	h := c.n.handlers[event]
 	if h == nil {
 		name := event
 		if name == "" {
 			name = "?"
 		}
-		c.dispatch("_unknown", func(context.Context, *Conn, []any) (any, error) {
+		c.dispatch("_unknown", func(context.Context, *Conn, eventArgs) (any, error) {
 			return nil, Errorf(CodeBadRequest, "unknown event %q", truncate(name, 64))
-		}, nil, ack)
+		}, eventArgs{}, ack)
 		return
 	}
-	c.dispatch(event, h, args[1:], ack)
+	c.dispatch(event, h, args, ack)
 }
 
 // dispatch runs on the client's queue: interceptors, handler, ack.
-func (c *Conn) dispatch(event string, h eventHandler, args []any, ack func(any)) {
+func (c *Conn) dispatch(event string, h eventHandler, args eventArgs, ack func(any)) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -280,7 +303,7 @@ func (c *Conn) dispatch(event string, h eventHandler, args []any, ack func(any))
 	}
 }
 
-func (c *Conn) invoke(event string, h eventHandler, args []any) (res any, err error) {
+func (c *Conn) invoke(event string, h eventHandler, args eventArgs) (res any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.n.srv.obs.Panic(c.n.name, event)
