@@ -659,13 +659,74 @@ func (l *redisLink) DisconnectSockets(ctx context.Context, opts sio.BroadcastOpt
 // OnServerSideEmit implements sio.Requester.
 func (l *redisLink) OnServerSideEmit(h sio.ServerSideHandler) { l.sse.set(h) }
 
-// response is what a node answers on the response channels (JSON; Node
-// writes only broadcast acks, which we do not ask for, in msgpack).
+// broadcastAckRequest is a broadcast with acks as Node's adapter publishes
+// it on the request channel (msgpack, field for field in Node's order).
+type broadcastAckRequest struct {
+	UID       string          `msgpack:"uid"`
+	RequestID string          `msgpack:"requestId"`
+	Type      int             `msgpack:"type"`
+	Packet    broadcastPacket `msgpack:"packet"`
+	Opts      wireOpts        `msgpack:"opts"`
+}
+
+type broadcastPacket struct {
+	Type int    `msgpack:"type"`
+	Data []any  `msgpack:"data"`
+	Nsp  string `msgpack:"nsp"`
+}
+
+// BroadcastWithAck implements sio.AckBroadcaster as @socket.io/redis-adapter
+// 8.3 does: a BROADCAST request with a requestId on the request channel; the
+// other servers (NUMSUB - 1) answer on the response channel with their
+// number of recipients (BROADCAST_CLIENT_COUNT, JSON), then each
+// recipient's ack (BROADCAST_ACK, msgpack).
+func (l *redisLink) BroadcastWithAck(ctx context.Context, p sio.Packet, opts sio.BroadcastOpts, onCount func(int), onAck func(any)) (int, error) {
+	if !l.r.healthy.Load() {
+		return 0, errRequestsDown
+	}
+	n, err := l.ServerCount(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if n <= 1 {
+		return 0, nil
+	}
+	flags := map[string]any{}
+	if d, ok := ctx.Deadline(); ok {
+		flags["timeout"] = max(time.Until(d).Milliseconds(), 0)
+	}
+	id, drop := l.r.registerAck(ctx, nil, onCount, onAck)
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	enc.UseCompactFloats(true)
+	enc.SetSortMapKeys(false)
+	err = enc.Encode(broadcastAckRequest{UID: l.r.uid, RequestID: id, Type: reqBroadcast,
+		Packet: broadcastPacket{Type: p.Type, Data: p.Data, Nsp: l.nsp},
+		Opts:   wireOpts{Rooms: nonNil(opts.Rooms), Except: nonNil(opts.Except), Flags: flags}})
+	if err != nil {
+		drop()
+		return 0, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := l.r.c.Publish(pctx, l.requestChannel, buf.Bytes()).Err(); err != nil {
+		drop()
+		l.r.onError(err)
+		return 0, fmt.Errorf("cluster: broadcast with ack not sent: %w", err)
+	}
+	return n - 1, nil
+}
+
+// response is what a node answers on the response channels: JSON, but
+// broadcast acks (BROADCAST_ACK) in msgpack, as Node writes them.
 type response struct {
-	Type      int             `json:"type"`
-	RequestID string          `json:"requestId"`
-	Sockets   json.RawMessage `json:"sockets"`
-	Data      any             `json:"data"`
+	Type        int             `json:"type" msgpack:"type"`
+	RequestID   string          `json:"requestId" msgpack:"requestId"`
+	Sockets     json.RawMessage `json:"sockets" msgpack:"-"`
+	Data        any             `json:"data" msgpack:"data"`
+	ClientCount int             `json:"clientCount" msgpack:"clientCount"`
+	Packet      any             `json:"packet" msgpack:"packet"`
 }
 
 var barrierPrefix = []byte("sb-barrier:")
@@ -675,11 +736,25 @@ func (r *RedisCluster) onResponse(payload []byte) {
 		r.seen.set(string(payload[len(barrierPrefix):]))
 		return
 	}
-	if len(payload) == 0 || payload[0] != '{' {
+	if len(payload) == 0 {
 		return
 	}
 	var res response
-	if err := json.Unmarshal(payload, &res); err != nil || res.RequestID == "" {
+	var err error
+	if payload[0] == '{' {
+		err = json.Unmarshal(payload, &res)
+	} else {
+		err = msgpack.Unmarshal(payload, &res)
+	}
+	if err != nil || res.RequestID == "" {
+		return
+	}
+	switch res.Type {
+	case reqBroadcastClientCount:
+		r.ackCount(res.RequestID, "", res.ClientCount)
+		return
+	case reqBroadcastAck:
+		r.ackArg(res.RequestID, "", res.Packet)
 		return
 	}
 	r.answer(res.RequestID, "", func(p *pendingRequest) {

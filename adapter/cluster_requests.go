@@ -64,10 +64,73 @@ type requestCore struct {
 
 	pmu     sync.Mutex
 	pending map[string]*pendingRequest
+	acking  map[string]*ackRequest // this node's broadcasts with acks, by request id
 }
 
 func newRequestCore(onError func(error)) requestCore {
-	return requestCore{uid: randomUID(), onError: onError, pending: map[string]*pendingRequest{}}
+	return requestCore{uid: randomUID(), onError: onError, pending: map[string]*pendingRequest{}, acking: map[string]*ackRequest{}}
+}
+
+// ackRequest is one of this node's broadcasts with acks: the other nodes
+// answer with their number of recipients, then each recipient's ack, until
+// the request's context ends (Node keeps it for the broadcast's timeout).
+type ackRequest struct {
+	counted map[string]bool // streams: the nodes expected to count, by uid (nil: any)
+	onCount func(int)
+	onAck   func(any)
+}
+
+// registerAck records a broadcast with acks before it is sent, until ctx
+// ends; from (streams) names the nodes expected to answer. drop forgets it
+// at once (not sent).
+func (c *requestCore) registerAck(ctx context.Context, from map[string]bool, onCount func(int), onAck func(any)) (id string, drop func()) {
+	id = randomID()
+	a := &ackRequest{counted: from, onCount: onCount, onAck: onAck}
+	c.pmu.Lock()
+	c.acking[id] = a
+	c.pmu.Unlock()
+	forget := func() {
+		c.pmu.Lock()
+		delete(c.acking, id)
+		c.pmu.Unlock()
+	}
+	stop := context.AfterFunc(ctx, forget)
+	return id, func() {
+		stop()
+		forget()
+	}
+}
+
+// ackCount applies a node's number of recipients (from: its uid, streams only).
+func (c *requestCore) ackCount(id, from string, n int) {
+	c.pmu.Lock()
+	a := c.acking[id]
+	if a != nil && a.counted != nil {
+		if seen, expected := a.counted[from]; !expected || seen {
+			a = nil // not asked, or counted already
+		} else {
+			a.counted[from] = true
+		}
+	}
+	c.pmu.Unlock()
+	if a != nil {
+		a.onCount(n)
+	}
+}
+
+// ackArg applies one recipient's ack argument.
+func (c *requestCore) ackArg(id, from string, arg any) {
+	c.pmu.Lock()
+	a := c.acking[id]
+	if a != nil && a.counted != nil {
+		if _, expected := a.counted[from]; !expected {
+			a = nil
+		}
+	}
+	c.pmu.Unlock()
+	if a != nil {
+		a.onAck(arg)
+	}
 }
 
 // pendingRequest collects the answers to one of this node's requests.

@@ -322,6 +322,14 @@ func (r *RedisStreamsCluster) onResponse(uid string, typ int, data any) {
 	if err != nil || d.RequestID == "" {
 		return
 	}
+	switch typ {
+	case msgBroadcastClientCount:
+		r.ackCount(d.RequestID, uid, d.ClientCount)
+		return
+	case msgBroadcastAck:
+		r.ackArg(d.RequestID, uid, d.PacketAck)
+		return
+	}
 	r.answer(d.RequestID, uid, func(p *pendingRequest) {
 		switch typ {
 		case msgFetchSocketsResponse:
@@ -343,8 +351,9 @@ type streamPacket struct {
 }
 
 type streamData struct {
-	Packet streamPacket `json:"packet" msgpack:"packet"`
-	Opts   wireOpts     `json:"opts" msgpack:"opts"`
+	Packet    streamPacket `json:"packet" msgpack:"packet"`
+	RequestID string       `json:"requestId,omitempty" msgpack:"requestId,omitempty"` // a broadcast with acks
+	Opts      wireOpts     `json:"opts" msgpack:"opts"`
 }
 
 // anyMessage is the data of any message type, decoded.
@@ -425,10 +434,11 @@ func hasBinary(v any) bool {
 	return false
 }
 
-func encodeStreamData(p sio.Packet, nsp string, opts sio.BroadcastOpts) (string, error) {
+func encodeStreamData(p sio.Packet, nsp string, opts sio.BroadcastOpts, requestID string) (string, error) {
 	d := streamData{
-		Packet: streamPacket{Type: p.Type, Data: p.Data, Nsp: nsp},
-		Opts:   wireOpts{Rooms: nonNil(opts.Rooms), Except: nonNil(opts.Except), Flags: map[string]any{}},
+		Packet:    streamPacket{Type: p.Type, Data: p.Data, Nsp: nsp},
+		RequestID: requestID,
+		Opts:      wireOpts{Rooms: nonNil(opts.Rooms), Except: nonNil(opts.Except), Flags: map[string]any{}},
 	}
 	if opts.Volatile {
 		d.Opts.Flags["volatile"] = true
@@ -469,7 +479,7 @@ func (l *streamLink) Append(p sio.Packet, opts sio.BroadcastOpts) (string, error
 	if !r.healthy.Load() {
 		return "", errClusterDown
 	}
-	data, err := encodeStreamData(p, l.nsp, opts)
+	data, err := encodeStreamData(p, l.nsp, opts, "")
 	if err != nil {
 		return "", err
 	}
@@ -933,6 +943,40 @@ func (l *streamLink) FetchSockets(ctx context.Context, opts sio.BroadcastOpts) (
 	}
 	socks, _, err := l.r.await(ctx, id, p)
 	return socks, err
+}
+
+// BroadcastWithAck implements sio.AckBroadcaster as socket.io-adapter's
+// ClusterAdapter does: a BROADCAST with a requestId on the stream; the
+// other servers heard of answer with BROADCAST_CLIENT_COUNT, then a
+// BROADCAST_ACK per recipient.
+func (l *streamLink) BroadcastWithAck(ctx context.Context, p sio.Packet, opts sio.BroadcastOpts, onCount func(int), onAck func(any)) (int, error) {
+	r := l.r
+	if !r.healthy.Load() {
+		return 0, errRequestsDown
+	}
+	live := l.liveNodes()
+	if len(live) == 0 {
+		return 0, nil
+	}
+	from := make(map[string]bool, len(live))
+	for uid := range live {
+		from[uid] = false // not counted yet
+	}
+	id, drop := r.registerAck(ctx, from, onCount, onAck)
+	data, err := encodeStreamData(p, l.nsp, opts, id)
+	if err != nil {
+		drop()
+		return 0, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := r.c.XAdd(pctx, &redis.XAddArgs{Stream: r.stream, MaxLen: r.maxLen, Approx: true,
+		Values: []any{"uid", r.uid, "nsp", l.nsp, "type", strconv.Itoa(msgBroadcast), "data", data}}).Err(); err != nil {
+		drop()
+		r.onError(err)
+		return 0, fmt.Errorf("cluster: broadcast with ack not sent: %w", err)
+	}
+	return len(live), nil
 }
 
 // ServerSideEmit implements sio.Requester.

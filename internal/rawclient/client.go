@@ -41,6 +41,7 @@ type Client struct {
 	PID          string        // private session id (connection state recovery), if the server sent one
 	offset       atomic.Value  // string: last recovery offset received
 	done         chan struct{}
+	ackEvents    atomic.Pointer[func(Event) any]
 	closeOnce    sync.Once
 	reason       error // why the read loop ended; read after Disconnected is closed
 }
@@ -189,6 +190,18 @@ func (c *Client) Call(ctx context.Context, event string, args ...any) (json.RawM
 	}
 }
 
+// AckEvents makes the client acknowledge the server's events that expect
+// it (an EVENT with an id) with fn's result as the only argument, as a
+// socket.io-client listener calling its callback; nil stops answering.
+// fn runs on the read loop.
+func (c *Client) AckEvents(fn func(e Event) any) {
+	if fn == nil {
+		c.ackEvents.Store(nil)
+		return
+	}
+	c.ackEvents.Store(&fn)
+}
+
 // Next returns the next server event.
 func (c *Client) Next(ctx context.Context) (Event, error) {
 	select {
@@ -229,6 +242,15 @@ func (c *Client) handle(s string) bool {
 	case "1": // DISCONNECT
 		return false
 	case "2": // EVENT
+		// An id before the array: the server expects an ack.
+		hasID, id := false, uint64(0)
+		if i := strings.IndexByte(body, '['); i > 0 {
+			n, err := strconv.ParseUint(body[:i], 10, 64)
+			if err != nil {
+				return true
+			}
+			hasID, id, body = true, n, body[i:]
+		}
 		var arr []json.RawMessage
 		if json.Unmarshal([]byte(body), &arr) != nil || len(arr) == 0 {
 			return true
@@ -242,8 +264,12 @@ func (c *Client) handle(s string) bool {
 			c.offset.Store(off)
 			arr = arr[:len(arr)-1]
 		}
+		ev := Event{Name: name, Args: arr[1:]}
+		if fn := c.ackEvents.Load(); hasID && fn != nil {
+			_ = c.packet("3", &id, []any{(*fn)(ev)})
+		}
 		select {
-		case c.Events <- Event{Name: name, Args: arr[1:]}:
+		case c.Events <- ev:
 		default: // a test not reading events must not stall acks
 		}
 	case "3": // ACK

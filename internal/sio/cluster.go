@@ -30,17 +30,19 @@ func (l *ownLocal) DeliverWithAck(p Packet, opts BroadcastOpts, onCount func(int
 		onCount(0)
 		return
 	}
-	conns := n.selected(opts)
-	onCount(len(conns))
-	for _, c := range conns {
-		c.emitWithAck(data, atts, func(args []any) {
+	sent := 0
+	for _, c := range n.selected(opts) {
+		if c.emitWithAck(data, atts, func(args []any) {
 			var first any
 			if len(args) > 0 {
 				first = args[0]
 			}
 			onAck(first)
-		})
+		}) {
+			sent++ // a connection closed meanwhile would never answer
+		}
 	}
+	onCount(sent)
 }
 
 func (l *ownLocal) HasSocket(id string) bool {

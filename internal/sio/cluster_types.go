@@ -57,7 +57,8 @@ type Local interface {
 	Fetch(opts BroadcastOpts) []SocketInfo
 	// DeliverWithAck broadcasts a packet that expects acknowledgements (a
 	// broadcast with ack from another node): onCount gets the number of local
-	// recipients, onAck each recipient's first ack argument.
+	// recipients (once it sent to them all: an ack may come before), onAck
+	// each recipient's first ack argument.
 	DeliverWithAck(p Packet, opts BroadcastOpts, onCount func(int), onAck func(arg any))
 }
 
@@ -122,6 +123,21 @@ type Requester interface {
 	// OnServerSideEmit sets the handler of the events other servers send
 	// with serverSideEmit (nil: none, and those events go unanswered).
 	OnServerSideEmit(h ServerSideHandler)
+}
+
+// AckBroadcaster is implemented by links that can originate a broadcast
+// with acknowledgements (Node's io.timeout(ms).emit(event, arg, cb)); the
+// adapters of package adapter do, in the Node adapters' wire formats.
+type AckBroadcaster interface {
+	// BroadcastWithAck sends p to the sockets opts selects on the other
+	// nodes (not this one) and returns the number of other servers it
+	// expects to answer: each calls onCount once with its number of
+	// recipients, and onAck with each recipient's first ack argument (an ack
+	// may come before its server's count).
+	// The callbacks may run concurrently, on any goroutine, until ctx ends
+	// (a late one may still run just after: the caller ignores it). An
+	// error means it was not sent.
+	BroadcastWithAck(ctx context.Context, p Packet, opts BroadcastOpts, onCount func(int), onAck func(any)) (servers int, err error)
 }
 
 // ServerSideHandler handles an event another server sent with
