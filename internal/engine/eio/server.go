@@ -105,7 +105,7 @@ type flusher struct {
 // it: clients' messages (and the broadcasts they cause) then queue up behind
 // what is already being written instead of growing the backlog without
 // bound, and what they add goes out coalesced with the next batch.
-const flushBehind = 50 * time.Millisecond
+const flushBehind = 10 * time.Millisecond
 
 // maxThrottle bounds one wait of an input for the flusher.
 const maxThrottle = 100 * time.Millisecond
