@@ -75,15 +75,14 @@ type ReactorStats struct {
 }
 
 type reactorConn struct {
-	r        *Reactor
-	c        *Conn
-	ws       *fdWS
-	fd       int
-	h        Handlers
-	pending  []byte // an incomplete frame's bytes
-	frag     []byte
-	fragging bool
-	queued   bool // in r.again
+	r       *Reactor
+	c       *Conn
+	ws      *fdWS
+	fd      int
+	h       Handlers
+	pending []byte // an incomplete frame's bytes
+	re      reassembly
+	queued  bool // in r.again
 }
 
 // epollET is EPOLLET as the uint32 of EpollEvent.Events.
@@ -366,21 +365,8 @@ func (rc *reactorConn) consume(b []byte, now int64) {
 		off += used
 		var msg []byte
 		switch op {
-		case opText, opBinary:
-			if fin {
-				msg = p
-			} else {
-				rc.frag = append(rc.frag[:0], p...)
-				rc.fragging = true
-			}
-		case opContinuation:
-			if rc.fragging {
-				rc.frag = append(rc.frag, p...)
-				if fin {
-					rc.fragging = false
-					msg = rc.frag
-				}
-			}
+		case opText, opBinary, opContinuation:
+			msg, _ = rc.re.data(op, fin, p) // a stray continuation is ignored
 		case opPing:
 			_ = rc.ws.writeFrame(opPong, p)
 		case opClose:

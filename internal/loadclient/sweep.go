@@ -34,8 +34,7 @@ type sweptConn struct {
 	ws      *rawWS
 	fd      int
 	pending []byte // bytes of an incomplete frame
-	frag    []byte
-	fragged bool
+	re      reassembly
 	h       Handlers
 }
 
@@ -182,21 +181,8 @@ func (s *Sweeper) consume(sc *sweptConn, b []byte) {
 		}
 		var msg []byte
 		switch op {
-		case opText, opBinary:
-			if fin {
-				msg = p
-			} else {
-				sc.frag = append(sc.frag[:0], p...)
-				sc.fragged = true
-			}
-		case opContinuation:
-			if sc.fragged {
-				sc.frag = append(sc.frag, p...)
-				if fin {
-					sc.fragged = false
-					msg = sc.frag
-				}
-			}
+		case opText, opBinary, opContinuation:
+			msg, _ = sc.re.data(op, fin, p) // a stray continuation is ignored
 		case opPing:
 			_ = sc.ws.writeFrame(opPong, p)
 		case opClose:

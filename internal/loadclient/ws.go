@@ -40,6 +40,36 @@ const (
 	opPong         = 0xA
 )
 
+// reassembly joins the frames of a fragmented WebSocket message.
+type reassembly struct {
+	frag []byte
+	on   bool // a fragmented message is being received
+}
+
+// data takes a text, binary or continuation frame and returns the message it
+// completes (nil when none); unexpected reports a continuation frame that
+// continues nothing.
+func (r *reassembly) data(op byte, fin bool, p []byte) (msg []byte, unexpected bool) {
+	switch op {
+	case opText, opBinary:
+		if fin {
+			return p, false
+		}
+		r.frag = append(r.frag[:0], p...)
+		r.on = true
+	case opContinuation:
+		if !r.on {
+			return nil, true
+		}
+		r.frag = append(r.frag, p...)
+		if fin {
+			r.on = false
+			return r.frag, false
+		}
+	}
+	return nil, false
+}
+
 // ErrClosed is returned by reads after the peer sent a close frame.
 var ErrClosed = errors.New("websocket closed by peer")
 
@@ -159,8 +189,7 @@ type rawWS struct {
 	nc         net.Conn
 	rbuf       []byte
 	start, end int
-	frag       []byte
-	fragging   bool
+	re         reassembly
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -235,20 +264,13 @@ func (w *rawWS) ReadMessage() ([]byte, error) {
 			return nil, err
 		}
 		switch op {
-		case opText, opBinary:
-			if fin {
-				return p, nil
-			}
-			w.frag = append(w.frag[:0], p...)
-			w.fragging = true
-		case opContinuation:
-			if !w.fragging {
+		case opText, opBinary, opContinuation:
+			msg, unexpected := w.re.data(op, fin, p)
+			if unexpected {
 				return nil, errors.New("websocket: unexpected continuation frame")
 			}
-			w.frag = append(w.frag, p...)
-			if fin {
-				w.fragging = false
-				return w.frag, nil
+			if msg != nil {
+				return msg, nil
 			}
 		case opPing:
 			_ = w.writeFrame(opPong, p)
