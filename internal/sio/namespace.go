@@ -329,7 +329,7 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	}
 	hs := cl.eng.Handshake()
 	h := &Handshake{
-		Namespace: n.name, Auth: auth, Header: hs.Header, Query: hs.Query,
+		Namespace: n.name, Auth: auth, Header: hs.Header, Query: hs.Query(),
 		RemoteAddr: hostOnly(hs.RemoteAddr), release: &releaser{},
 	}
 

@@ -43,7 +43,7 @@ func TestHandshakePolling(t *testing.T) {
 		t.Errorf("socket %s %s count %d", s.ID(), s.Transport(), e.srv.Count())
 	}
 	hs := s.Handshake()
-	if hs.Query.Get("foo") != "bar" || hs.Header.Get("X-Test") != "yes" || hs.Secure ||
+	if hs.Query().Get("foo") != "bar" || hs.Header.Get("X-Test") != "yes" || hs.Secure ||
 		hs.URL != "/engine.io/?EIO=4&transport=polling&t=abc&foo=bar" || hs.RemoteAddr == "" ||
 		hs.Host != e.ts.Listener.Addr().String() || time.Since(hs.Time) > time.Minute {
 		t.Errorf("handshake %+v", hs)

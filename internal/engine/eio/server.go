@@ -308,7 +308,6 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s := newSocket(srv, newID(), &Handshake{
 		Header:     r.Header.Clone(),
-		Query:      q,
 		RemoteAddr: r.RemoteAddr,
 		Time:       time.Now(),
 		Secure:     r.TLS != nil,

@@ -31,12 +31,22 @@ func (nopHandler) OnClose(string)         {}
 // Handshake is copied from the request that opened the session; nothing else of it is kept.
 type Handshake struct {
 	Header     http.Header
-	Query      url.Values
 	RemoteAddr string // r.RemoteAddr
 	Time       time.Time
 	Secure     bool   // r.TLS != nil
 	URL        string // r.URL.RequestURI()
 	Host       string
+}
+
+// Query parses the query of the request that opened the session (kept as the
+// URL only: a parsed copy per connection would cost more than parsing it again
+// for the rare reader).
+func (h *Handshake) Query() url.Values {
+	u, err := url.ParseRequestURI(h.URL)
+	if err != nil {
+		return url.Values{}
+	}
+	return u.Query()
 }
 
 type sockState uint8

@@ -15,7 +15,7 @@ func TestWebSocketOnlySession(t *testing.T) {
 	if len(o.SID) != 20 || len(o.Upgrades) != 0 || o.MaxPayload != 5000 || o.PingInterval != 10000 {
 		t.Errorf("open packet %+v", o)
 	}
-	if r.s.Transport() != "websocket" || r.s.Handshake().Query.Get("foo") != "1" {
+	if r.s.Transport() != "websocket" || r.s.Handshake().Query().Get("foo") != "1" {
 		t.Errorf("transport %s, handshake %+v", r.s.Transport(), r.s.Handshake())
 	}
 	// Client to server: text and binary messages.
