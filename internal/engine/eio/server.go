@@ -248,9 +248,16 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !upgrade && srv.handleCORS(w, r) {
 		return
 	}
-	fail := writeError
+	write := writeError
 	if upgrade {
-		fail = writeUpgradeError
+		write = writeUpgradeError
+	}
+	fail := func(w http.ResponseWriter, code int) {
+		if l := srv.log.Debug(); l.Enabled() {
+			l.Str("error", errorMessages[code]).Str("method", r.Method).Str("query", r.URL.RawQuery).
+				Str("remote", r.RemoteAddr).Msg("eio: request refused")
+		}
+		write(w, code)
 	}
 	transport := q.Get("transport")
 	if transport != "polling" && transport != "websocket" {

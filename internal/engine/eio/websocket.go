@@ -334,15 +334,7 @@ func (c *wsConn) flushLoop(shared bool) {
 			if msgs != nil {
 				s.doneLocked(msgs)
 			}
-			c.flushing, c.closeSent = false, true
-			switch {
-			case s.ws == c:
-				s.closeLocked("transport close") // as ws: a dead socket closes, it is not an error
-			case s.probe == c:
-				s.abortProbeLocked()
-			}
-			s.unlock()
-			_ = c.conn.Close() // also ends the reader
+			c.writeFailed()
 			return
 		}
 	}
@@ -358,19 +350,26 @@ func (c *wsConn) finishSlow(rest net.Buffers, msgs []*Message) {
 		s.doneLocked(msgs)
 	}
 	if err != nil {
-		c.flushing, c.closeSent = false, true
-		switch {
-		case s.ws == c:
-			s.closeLocked("transport close")
-		case s.probe == c:
-			s.abortProbeLocked()
-		}
-		s.unlock()
-		_ = c.conn.Close()
+		c.writeFailed()
 		return
 	}
 	s.mu.Unlock()
 	c.flushLoop(false)
+}
+
+// writeFailed ends the writer after a failed write and closes the connection
+// (which ends the reader); s.mu is held and released.
+func (c *wsConn) writeFailed() {
+	s := c.s
+	c.flushing, c.closeSent = false, true
+	switch {
+	case s.ws == c:
+		s.closeLocked("transport close") // as ws: a dead socket closes, it is not an error
+	case s.probe == c:
+		s.abortProbeLocked()
+	}
+	s.unlock()
+	_ = c.conn.Close()
 }
 
 // appendFrame appends the frame(s) of m; binary is sent as base64 text to b64 clients.
