@@ -348,7 +348,7 @@ func (c *Conn) close(reason string) {
 	rooms := c.roomsLocked(true)
 	c.n.mu.RUnlock()
 	if c.pid != "" && recoverableReasons[reason] {
-		s := Session{Sid: c.id, Pid: c.pid, Rooms: rooms, Data: plainData(&c.user)}
+		s := c.session(rooms)
 		if c.n.log != nil {
 			c.n.log.PersistSession(s)
 		} else if c.n.store != nil {
@@ -378,7 +378,12 @@ func (c *Conn) saveSession() {
 	c.n.mu.RLock()
 	rooms := c.roomsLocked(true)
 	c.n.mu.RUnlock()
-	c.n.log.SaveSession(Session{Sid: c.id, Pid: c.pid, Rooms: rooms, Data: plainData(&c.user)})
+	c.n.log.SaveSession(c.session(rooms))
+}
+
+// session is the connection's recoverable state with rooms.
+func (c *Conn) session(rooms []string) Session {
+	return Session{Sid: c.id, Pid: c.pid, Rooms: rooms, Data: plainData(&c.user)}
 }
 
 func (c *Conn) runHooks(what string, fn func(ctx context.Context)) {

@@ -172,21 +172,25 @@ func (n *Namespace) members(r string, fn func(c *Conn, seq uint64)) {
 	}
 }
 
-// each calls fn for every local connection opts selects; n.mu must be held.
-func (n *Namespace) each(opts BroadcastOpts, fn func(*Conn)) {
-	var except map[*Conn]struct{}
+// excluded is the set of local members of opts.Except (nil when none);
+// n.mu must be held.
+func (n *Namespace) excluded(opts BroadcastOpts) map[*Conn]bool {
+	var except map[*Conn]bool
 	for _, r := range opts.Except {
 		n.members(r, func(c *Conn, _ uint64) {
 			if except == nil {
-				except = map[*Conn]struct{}{}
+				except = map[*Conn]bool{}
 			}
-			except[c] = struct{}{}
+			except[c] = true
 		})
 	}
-	skip := func(c *Conn) bool {
-		_, ok := except[c]
-		return ok
-	}
+	return except
+}
+
+// each calls fn for every local connection opts selects; n.mu must be held.
+func (n *Namespace) each(opts BroadcastOpts, fn func(*Conn)) {
+	except := n.excluded(opts)
+	skip := func(c *Conn) bool { return except[c] }
 	switch len(opts.Rooms) {
 	case 0:
 		for _, c := range n.sockets {
@@ -220,10 +224,7 @@ func (n *Namespace) each(opts BroadcastOpts, fn func(*Conn)) {
 func (n *Namespace) selected(opts BroadcastOpts) []*Conn {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	except := map[*Conn]bool{}
-	for _, r := range opts.Except {
-		n.members(r, func(c *Conn, _ uint64) { except[c] = true })
-	}
+	except := n.excluded(opts)
 	var out []*Conn
 	if len(opts.Rooms) == 0 {
 		for _, c := range n.sockets {

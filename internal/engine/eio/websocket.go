@@ -263,7 +263,7 @@ func (c *wsConn) flushLoop(shared bool) {
 		}
 	}()
 	var msgs []*Message
-	wroteClose := false
+	wroteClose, wrote := false, false
 	s.mu.Lock()
 	for {
 		if msgs != nil {
@@ -272,6 +272,13 @@ func (c *wsConn) flushLoop(shared bool) {
 		}
 		if wroteClose {
 			c.closeSent = true
+		}
+		if shared && wrote {
+			// One write per turn: what is left (or came meanwhile) waits
+			// for the next round, behind the other ready connections.
+			s.unlock()
+			s.srv.flusher.add(c)
+			return
 		}
 		bufs = bufs[:0]
 		if !c.closeSent {
@@ -317,19 +324,7 @@ func (c *wsConn) flushLoop(shared bool) {
 				return
 			}
 		}
-		if shared && err == nil {
-			// One write per turn: what is left (or came meanwhile) waits
-			// for the next round, behind the other ready connections.
-			if msgs != nil {
-				s.doneLocked(msgs)
-			}
-			if wroteClose {
-				c.closeSent = true
-			}
-			s.unlock()
-			s.srv.flusher.add(c)
-			return
-		}
+		wrote = true
 		if err != nil {
 			if msgs != nil {
 				s.doneLocked(msgs)
