@@ -3,7 +3,7 @@
 
 GO      ?= go
 BIN     := .tmp/bin
-ADDR    ?= :3000
+ADDR    ?=
 # Extra Go build tags for build, vet and test-go (none by default).
 GOTAGS  ?=
 GOFLAGS_TAGS := $(if $(GOTAGS),-tags '$(GOTAGS)')
@@ -19,7 +19,7 @@ build:
 	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/example-embed ./cmd/example-embed
 
 run: build
-	LOG_FORMAT=$${LOG_FORMAT:-console} ADDR=$(ADDR) $(BIN)/switchboard
+	LOG_FORMAT=$${LOG_FORMAT:-console} $(if $(ADDR),ADDR=$(ADDR)) $(BIN)/switchboard
 
 # Redis, three nodes and HAProxy on loopback, for people to try (Ctrl-C stops all).
 cluster: build

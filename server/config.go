@@ -35,7 +35,6 @@ type Config struct {
 	MaxRoomsPerSocket int           // MAX_ROOMS_PER_SOCKET
 	PingInterval      time.Duration // PING_INTERVAL
 	PingTimeout       time.Duration // PING_TIMEOUT
-	ConnectTimeout    time.Duration // CONNECT_TIMEOUT
 	CORSOrigins       []string      // CORS_ORIGINS
 	NodeID            string        // NODE_ID
 	DrainTimeout      time.Duration // DRAIN_TIMEOUT
@@ -46,6 +45,27 @@ type Config struct {
 	RedisPrefix       string        // REDIS_PREFIX
 	StickyCookie      string        // STICKY_COOKIE
 	PprofAddr         string        // PPROF_ADDR
+
+	// Hardening: what one client (or one IP) may make the node hold.
+	RecoveryMaxBytes    int64         // RECOVERY_MAX_BYTES
+	MaxBufferedBytes    int           // MAX_BUFFERED_BYTES
+	WriteTimeout        time.Duration // WRITE_TIMEOUT
+	MaxInboundBytes     int           // MAX_INBOUND_BYTES
+	AckTimeout          time.Duration // ACK_TIMEOUT
+	MaxPendingSessions  int           // MAX_PENDING_SESSIONS (negative: no limit)
+	HandshakeTimeout    time.Duration // HANDSHAKE_TIMEOUT
+	MaxConnsPerIP       int           // MAX_CONNECTIONS_PER_IP (negative: no limit)
+	HandshakeRatePerIP  float64       // HANDSHAKE_RATE_PER_IP (negative: off)
+	HandshakeBurstPerIP int           // HANDSHAKE_BURST_PER_IP
+	TrustedProxies      []string      // TRUSTED_PROXIES (CIDRs)
+	SessionBindIP       bool          // SESSION_BIND_IP
+	HTTPIdleTimeout     time.Duration // HTTP_IDLE_TIMEOUT
+	HTTPReadTimeout     time.Duration // HTTP_READ_TIMEOUT
+	RateKickCooldown    time.Duration // RATE_KICK_COOLDOWN (negative: off)
+	DedupeMaxEntries    int           // DEDUPE_MAX_ENTRIES
+	MetricsToken        string        // METRICS_TOKEN
+	MetricsAddr         string        // METRICS_ADDR
+	ProbesOnMetricsAddr bool          // PROBES_ON_METRICS_ADDR
 }
 
 // setting describes one configuration knob once: for flags, environment
@@ -81,7 +101,7 @@ func settings() []setting {
 		}
 	}
 	return []setting{
-		{"ADDR", ":3000", "listen address", str(func(c *Config) *string { return &c.Addr })},
+		{"ADDR", "", "listen address (empty: :3000, or 127.0.0.1:3000 in development mode)", str(func(c *Config) *string { return &c.Addr })},
 		{"SOCKETIO_PATH", "/socket.io/", "URL path of the Socket.IO endpoint", str(func(c *Config) *string { return &c.Path })},
 		{"JWT_SECRET", "", "HMAC secret for HS256/384/512 tokens (unset with no public key: development mode)", str(func(c *Config) *string { return &c.JWTSecret })},
 		{"JWT_PUBLIC_KEY_FILE", "", "PEM public key for RS256/ES256/EdDSA tokens", str(func(c *Config) *string { return &c.JWTPublicKeyFile })},
@@ -109,7 +129,6 @@ func settings() []setting {
 		{"MAX_ROOMS_PER_SOCKET", "50", "rooms one socket may join (too_many_rooms beyond)", num(func(c *Config) *int { return &c.MaxRoomsPerSocket })},
 		{"PING_INTERVAL", "25s", "Engine.IO heartbeat interval", dur(func(c *Config) *time.Duration { return &c.PingInterval })},
 		{"PING_TIMEOUT", "20s", "Engine.IO heartbeat timeout", dur(func(c *Config) *time.Duration { return &c.PingTimeout })},
-		{"CONNECT_TIMEOUT", "45s", "time a client has to join a namespace after the handshake", dur(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
 		{"CORS_ORIGINS", "", "comma-separated browser origins allowed cross-origin (empty: same origin only)", func(c *Config, v string) error {
 			c.CORSOrigins = splitList(v)
 			return nil
@@ -121,6 +140,36 @@ func settings() []setting {
 		{"REDIS_PREFIX", "socket.io", "key and channel prefix (the Node adapter's default, for interoperation)", str(func(c *Config) *string { return &c.RedisPrefix })},
 		{"STICKY_COOKIE", "", "name of a cookie set to NODE_ID on the handshake, for cookie-sticky load balancers (empty: none)", str(func(c *Config) *string { return &c.StickyCookie })},
 		{"PPROF_ADDR", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (empty: off)", str(func(c *Config) *string { return &c.PprofAddr })},
+		{"RECOVERY_MAX_BYTES", "67108864", "bytes of broadcasts kept for recovery per node; the oldest are evicted first (their sessions get a fresh session)", func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			c.RecoveryMaxBytes = n
+			return err
+		}},
+		{"MAX_BUFFERED_BYTES", "1048576", "outbound bytes queued per connection; beyond, the client is cut off as a slow consumer", num(func(c *Config) *int { return &c.MaxBufferedBytes })},
+		{"WRITE_TIMEOUT", "10s", "a write to a client that takes longer cuts it off as a slow consumer", dur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
+		{"MAX_INBOUND_BYTES", "2000000", "bytes of a connection's input waiting for its handlers; beyond, its reader pauses (at least MAX_PAYLOAD)", num(func(c *Config) *int { return &c.MaxInboundBytes })},
+		{"ACK_TIMEOUT", "30s", "how long the server waits for a client's answer to an event it emitted with an ack", dur(func(c *Config) *time.Duration { return &c.AckTimeout })},
+		{"MAX_PENDING_SESSIONS", "1000", "Engine.IO sessions not yet connected to a namespace, per node (0: no limit)", num(func(c *Config) *int { return &c.MaxPendingSessions })},
+		{"HANDSHAKE_TIMEOUT", "10s", "time a new session has to connect to a namespace (Node's connectTimeout, 45s there)", dur(func(c *Config) *time.Duration { return &c.HandshakeTimeout })},
+		{"MAX_CONNECTIONS_PER_IP", "200", "Engine.IO sessions per client IP (0: no limit; 429 beyond)", num(func(c *Config) *int { return &c.MaxConnsPerIP })},
+		{"HANDSHAKE_RATE_PER_IP", "20", "new sessions per second per client IP (0: no limit; 429 with Retry-After beyond)", func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			c.HandshakeRatePerIP = f
+			return err
+		}},
+		{"HANDSHAKE_BURST_PER_IP", "40", "burst of new sessions per client IP", num(func(c *Config) *int { return &c.HandshakeBurstPerIP })},
+		{"TRUSTED_PROXIES", "", "comma-separated CIDRs of balancers whose X-Forwarded-For names the client IP (empty: the peer address is the client)", func(c *Config, v string) error {
+			c.TrustedProxies = splitList(v)
+			return nil
+		}},
+		{"SESSION_BIND_IP", "1", "requests for an existing session from another client IP are refused as an unknown session", boolean(func(c *Config) *bool { return &c.SessionBindIP })},
+		{"HTTP_IDLE_TIMEOUT", "5s", "idle keep-alive HTTP connections are closed after this", dur(func(c *Config) *time.Duration { return &c.HTTPIdleTimeout })},
+		{"HTTP_READ_TIMEOUT", "30s", "time to read one HTTP request, body included (polling POSTs)", dur(func(c *Config) *time.Duration { return &c.HTTPReadTimeout })},
+		{"RATE_KICK_COOLDOWN", "10s", "after a flood kick, the user and IP are refused this long, doubling on repeat up to 5m (0: off)", dur(func(c *Config) *time.Duration { return &c.RateKickCooldown })},
+		{"DEDUPE_MAX_ENTRIES", "100000", "message clientIds remembered per node (memory adapter); the oldest are forgotten first", num(func(c *Config) *int { return &c.DedupeMaxEntries })},
+		{"METRICS_TOKEN", "", "bearer token required by /metrics (empty: open)", str(func(c *Config) *string { return &c.MetricsToken })},
+		{"METRICS_ADDR", "", "serve /metrics on this separate address, e.g. 127.0.0.1:9090 (empty: on ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
+		{"PROBES_ON_METRICS_ADDR", "0", "with METRICS_ADDR, also serve /healthz and /readyz there (and not on ADDR)", boolean(func(c *Config) *bool { return &c.ProbesOnMetricsAddr })},
 		{"LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 		{"LOG_FORMAT", "json", "json, or console for humans", str(func(c *Config) *string { return &c.LogFormat })},
 	}

@@ -2,6 +2,8 @@ package server
 
 import (
 	"sync/atomic"
+
+	"github.com/switchboard/switchboard/internal/sio"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,10 +24,85 @@ type metrics struct {
 	panics      *prometheus.CounterVec
 	bytesIn     atomic.Uint64
 	bytesOut    atomic.Uint64
+	// limits counts each named limit a client hit (sio.Limit*), on the
+	// counter named for it; filled once, read without a lock.
+	limits       map[string]prometheus.Counter
+	acceptErrors prometheus.Counter
+	redisErrors  prometheus.Counter
 }
 
-func newMetrics(transports func() map[string]int, rooms func() int) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+// gauges are the levels the metrics read at scrape time.
+type gauges struct {
+	transports    func() map[string]int
+	rooms         func() int
+	pending       func() int   // sessions with no namespace yet
+	authenticated func() int   // namespace "/" connections (what MAX_CONNECTIONS counts)
+	maxConns      int          // MAX_CONNECTIONS (0: none)
+	recoveryBytes func() int64 // bytes in the recovery log
+	dedupe        func() int   // clientIds remembered (memory adapter; -1: kept elsewhere)
+	ready         func() bool
+}
+
+// limitCounters names the counter of each limit.
+var limitCounters = []struct{ limit, name, label, help string }{
+	{sio.LimitPending, "switchboard_handshake_refusals_total", "pending_limit", ""},
+	{sio.LimitIPSessions, "switchboard_handshake_refusals_total", "ip_limit", ""},
+	{sio.LimitIPRate, "switchboard_handshake_refusals_total", "ip_rate", ""},
+	{sio.LimitOrigin, "switchboard_handshake_refusals_total", "origin", ""},
+	{sio.LimitCooldown, "switchboard_handshake_refusals_total", "cooldown", ""},
+	{sio.LimitSessionIP, "switchboard_session_ip_mismatch_total", "", "Requests for an existing session from another client IP, refused (SESSION_BIND_IP)."},
+	{sio.LimitHandshakeTime, "switchboard_handshake_timeouts_total", "", "Sessions closed for joining no namespace within HANDSHAKE_TIMEOUT."},
+	{sio.LimitSlowConsumer, "switchboard_slow_consumer_disconnects_total", "", "Clients cut off for not reading (MAX_BUFFERED_BYTES or WRITE_TIMEOUT)."},
+	{sio.LimitInboundPaused, "switchboard_inbound_paused_total", "", "Times a connection's reader paused because its input filled MAX_INBOUND_BYTES."},
+	{sio.LimitRecoveryEvict, "switchboard_recovery_evictions_total", "", "Broadcasts evicted from the recovery log before their window (RECOVERY_MAX_BYTES)."},
+	{sio.LimitAckExpired, "switchboard_server_acks_expired_total", "", "Acks the server asked for and the client never sent within ACK_TIMEOUT."},
+	{sio.LimitDedupeEviction, "switchboard_dedupe_evictions_total", "", "Message clientIds forgotten before DEDUPE_WINDOW (DEDUPE_MAX_ENTRIES)."},
+}
+
+func newMetrics(g gauges) *metrics {
+	transports, rooms := g.transports, g.rooms
+	m := &metrics{reg: prometheus.NewRegistry(), limits: map[string]prometheus.Counter{}}
+	refusals := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_handshake_refusals_total",
+		Help: "New sessions or connects refused by a limit: pending_limit, ip_limit, ip_rate, origin, cooldown.",
+	}, []string{"reason"})
+	m.reg.MustRegister(refusals)
+	for _, l := range limitCounters {
+		if l.label != "" {
+			m.limits[l.limit] = refusals.WithLabelValues(l.label)
+			continue
+		}
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: l.name, Help: l.help})
+		m.reg.MustRegister(c)
+		m.limits[l.limit] = c
+	}
+	m.acceptErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_accept_errors_total", Help: "Failed accepts of new TCP connections (EMFILE and others).",
+	})
+	m.redisErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_redis_errors_total", Help: "Errors of the Redis adapters (publish, subscribe, presence, dedupe).",
+	})
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(m.acceptErrors, m.redisErrors,
+		gauge("switchboard_pending_sessions", "Engine.IO sessions not connected to a namespace yet (MAX_PENDING_SESSIONS).",
+			func() float64 { return float64(g.pending()) }),
+		gauge("switchboard_authenticated_connections", "Connections to namespace / (what MAX_CONNECTIONS counts).",
+			func() float64 { return float64(g.authenticated()) }),
+		gauge("switchboard_max_connections", "The MAX_CONNECTIONS limit (0: none).",
+			func() float64 { return float64(g.maxConns) }),
+		gauge("switchboard_recovery_log_bytes", "Encoded bytes of broadcasts kept for connection state recovery (RECOVERY_MAX_BYTES).",
+			func() float64 { return float64(g.recoveryBytes()) }),
+		gauge("switchboard_dedupe_entries", "Message clientIds remembered on this node (DEDUPE_MAX_ENTRIES).",
+			func() float64 { return float64(g.dedupe()) }),
+		gauge("switchboard_ready", "1 when /readyz answers ready, else 0.", func() float64 {
+			if g.ready() {
+				return 1
+			}
+			return 0
+		}),
+	)
 	m.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_handshakes_total", Help: "Namespace connection attempts by result (ok or the refusal code).",
 	}, []string{"namespace", "result"})
@@ -97,6 +174,13 @@ func (m *metrics) Emitted(nsp, event string) { m.eventsOut.WithLabelValues(nsp, 
 
 // Panic implements sio.Observer.
 func (m *metrics) Panic(nsp, event string) { m.panics.WithLabelValues(nsp, event).Inc() }
+
+// Limit implements sio.Observer.
+func (m *metrics) Limit(name string) {
+	if c := m.limits[name]; c != nil {
+		c.Inc()
+	}
+}
 
 type collectorFunc struct {
 	desc    *prometheus.Desc

@@ -83,13 +83,29 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	if err := s.setupAuth(); err != nil {
 		return nil, err
 	}
+	if s.cfg.Addr == "" { // development mode stays on this machine unless ADDR says otherwise
+		s.cfg.Addr = ":3000"
+		if s.devMode {
+			s.cfg.Addr = "127.0.0.1:3000"
+		}
+	}
 	st, err := s.stores()
 	if err != nil {
 		return nil, err
 	}
 	bg, stop := context.WithCancel(context.Background())
 	s.stopBg = stop
-	s.metrics = newMetrics(func() map[string]int { return s.io.TransportCounts() }, func() int { return s.io.Of("/").LocalRoomCount() })
+	s.metrics = newMetrics(gauges{
+		transports:    func() map[string]int { return s.io.TransportCounts() },
+		rooms:         func() int { return s.io.Of("/").LocalRoomCount() },
+		pending:       func() int { return s.io.PendingCount() },
+		authenticated: func() int { return s.io.Of("/").LocalCount() },
+		maxConns:      max(cfg.MaxConnections, 0),
+		recoveryBytes: func() int64 { return s.io.RecoveryLogBytes() },
+		dedupe:        st.dedupeLen,
+		ready:         func() bool { return s.readyErr() == nil },
+	})
+	s.redisLog.count = s.metrics.redisErrors.Inc
 
 	recovery := cfg.RecoveryWindow
 	if recovery <= 0 {
@@ -103,7 +119,8 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		Path:           cfg.Path,
 		PingInterval:   cfg.PingInterval,
 		PingTimeout:    cfg.PingTimeout,
-		ConnectTimeout: cfg.ConnectTimeout,
+		ConnectTimeout: cfg.HandshakeTimeout,
+		MaxPending:     cfg.MaxPendingSessions,
 		MaxPayload:     cfg.MaxPayload,
 		RecoveryWindow: recovery,
 		CORSOrigins:    cfg.CORSOrigins,
@@ -203,17 +220,26 @@ func (s *Server) Mount(mux *http.ServeMux) {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
 			return
 		}
-		if s.ready != nil {
-			if err := s.ready(); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
-				return
-			}
+		if err := s.readyErr(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
+			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /auth/dev-token", s.devToken)
 	mux.Handle("/", http.FileServerFS(web.Files))
+}
+
+// readyErr says why the node is not ready (draining, Redis down), nil when it is.
+func (s *Server) readyErr() error {
+	if s.draining.Load() {
+		return errors.New("draining")
+	}
+	if s.ready != nil {
+		return s.ready()
+	}
+	return nil
 }
 
 // Handler is a mux with Switchboard's routes (see Mount).

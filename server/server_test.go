@@ -29,7 +29,7 @@ func TestLoadFlagsWinOverEnv(t *testing.T) {
 		t.Fatalf("cors = %q", cfg.CORSOrigins)
 	}
 	d := server.Defaults()
-	if d.Addr != ":3000" || d.MaxPayload != 1_000_000 || d.MessageMaxBytes != 4096 || d.RateLimit != 20 ||
+	if d.Addr != "" || d.MaxPayload != 1_000_000 || d.MessageMaxBytes != 4096 || d.RateLimit != 20 ||
 		d.MaxConnections != 10000 || d.MaxConnsPerUser != 20 || d.RecoveryWindow != 2*time.Minute ||
 		d.DedupeWindow != 5*time.Minute || d.JWTLeeway != 30*time.Second || !d.AuthRequireExp || d.AuthQueryToken {
 		t.Fatalf("defaults = %+v", d)

@@ -20,7 +20,9 @@ type stores struct {
 	cluster  sio.Cluster
 	presence adapter.Presence
 	dedupe   adapter.Dedupe
-	run      []func(ctx context.Context, s *Server)
+	// dedupeLen is the number of clientIds remembered here (-1: in Redis).
+	dedupeLen func() int
+	run       []func(ctx context.Context, s *Server)
 }
 
 // clusterLoop is a cluster with a receive loop and a health signal.
@@ -33,7 +35,8 @@ type clusterLoop interface {
 func (s *Server) stores() (stores, error) {
 	switch s.cfg.Adapter {
 	case "", "memory":
-		return stores{presence: adapter.NewMemoryPresence(), dedupe: adapter.NewMemoryDedupe()}, nil
+		d := adapter.NewMemoryDedupe()
+		return stores{presence: adapter.NewMemoryPresence(), dedupe: d, dedupeLen: d.Len}, nil
 	case "redis", "redis-streams":
 	default:
 		return stores{}, fmt.Errorf("ADAPTER=%q: want memory, redis or redis-streams", s.cfg.Adapter)
@@ -72,9 +75,10 @@ func (s *Server) stores() (stores, error) {
 		return nil
 	}
 	return stores{
-		cluster:  cluster,
-		presence: presence,
-		dedupe:   adapter.NewRedisDedupe(rc, s.cfg.RedisPrefix, onErr),
+		cluster:   cluster,
+		presence:  presence,
+		dedupe:    adapter.NewRedisDedupe(rc, s.cfg.RedisPrefix, onErr),
+		dedupeLen: func() int { return -1 },
 		run: []func(context.Context, *Server){
 			func(ctx context.Context, _ *Server) { cluster.Run(ctx) },
 			func(ctx context.Context, s *Server) { presence.Run(ctx, s.rooms.UserGone) },
@@ -96,9 +100,13 @@ type rateLog struct {
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
+	count      func() // counts every error, logged or not
 }
 
 func (r *rateLog) warn(err error, what string) {
+	if r.count != nil {
+		r.count()
+	}
 	r.mu.Lock()
 	now := time.Now()
 	if now.Sub(r.last) < r.every {

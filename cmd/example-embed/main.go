@@ -76,7 +76,7 @@ func run() error {
 		fmt.Fprintln(w, "hello from the embedding program")
 	})
 
-	hs := &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Addr: sb.Config().Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	go func() {
@@ -86,7 +86,7 @@ func run() error {
 		sb.Shutdown(sctx) // drain Socket.IO clients first
 		_ = hs.Shutdown(sctx)
 	}()
-	log.Info().Str("addr", cfg.Addr).Msg("example-embed listening")
+	log.Info().Str("addr", sb.Config().Addr).Msg("example-embed listening")
 	if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

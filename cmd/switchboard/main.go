@@ -45,7 +45,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if srv.DevMode() {
-		log.Info().Msgf("get a token: curl 'http://localhost%s/auth/dev-token?sub=alice&name=Alice'", portOf(cfg.Addr))
+		log.Info().Msgf("get a token: curl 'http://localhost%s/auth/dev-token?sub=alice&name=Alice'", portOf(srv.Config().Addr))
 	}
 	return srv.Run(ctx)
 }

@@ -30,7 +30,10 @@ type Options struct {
 	Path           string        // URL path of the endpoint; default "/socket.io/"
 	PingInterval   time.Duration // default 25s
 	PingTimeout    time.Duration // default 20s
-	ConnectTimeout time.Duration // time a client has to join a namespace; default 45s
+	ConnectTimeout time.Duration // time a new session has to join a namespace; default 10s
+	// MaxPending bounds sessions that have joined no namespace yet: further
+	// handshakes get 503 with Retry-After. Zero or negative: no limit.
+	MaxPending     int
 	MaxPayload     int64         // bytes per message (and per polling body); default 1e6
 	RecoveryWindow time.Duration // connection state recovery; default 2m, negative disables
 	HandlerTimeout time.Duration // deadline of the ctx given to handlers; default 10s
@@ -38,8 +41,13 @@ type Options struct {
 	Cookie         *http.Cookie  // sent on the handshake, for sticky load balancers; nil sends none
 	// AllowRequest may refuse a new Engine.IO session (for example while draining).
 	AllowRequest func(*http.Request) error
-	Logger       zerolog.Logger
-	Observer     Observer // metrics hook; nil observes nothing
+	// Engine-level guards, passed to the engine as they are (see eio.Options).
+	Admit         func(ip string) (release func(), err error)
+	ClientIP      func(*http.Request) string
+	BindSessionIP bool
+	AnyOrigin     bool
+	Logger        zerolog.Logger
+	Observer      Observer // metrics hook; nil observes nothing
 	// Cluster shares broadcasts with other nodes; nil serves one node.
 	Cluster Cluster
 }
@@ -58,7 +66,7 @@ func (o *Options) defaults() {
 		o.PingTimeout = 20 * time.Second
 	}
 	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 45 * time.Second
+		o.ConnectTimeout = 10 * time.Second
 	}
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 1_000_000
@@ -85,6 +93,8 @@ type Observer interface {
 	Emitted(nsp, event string)
 	// Panic reports a recovered handler panic.
 	Panic(nsp, event string)
+	// Limit reports a client hitting a named limit (see LimitNames).
+	Limit(name string)
 }
 
 type nopObserver struct{}
@@ -93,6 +103,7 @@ func (nopObserver) Handshake(string, string)                    {}
 func (nopObserver) Event(string, string, time.Duration, string) {}
 func (nopObserver) Emitted(string, string)                      {}
 func (nopObserver) Panic(string, string)                        {}
+func (nopObserver) Limit(string)                                {}
 
 // User is the identity a connect middleware attaches to a connection.
 type User struct {

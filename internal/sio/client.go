@@ -99,6 +99,10 @@ func (c *client) OnClose(reason string) {
 		c.connectTimer.Stop()
 		c.connectTimer = nil
 	}
+	if !c.everConnected {
+		c.everConnected = true // no longer pending
+		c.srv.pending.Add(-1)
+	}
 	c.mu.Unlock()
 	c.closeAll(reason)
 }
@@ -138,7 +142,10 @@ func (c *client) add(conn *Conn) bool {
 		return false
 	}
 	c.conns = append(c.conns, conn)
-	c.everConnected = true
+	if !c.everConnected {
+		c.everConnected = true
+		c.srv.pending.Add(-1)
+	}
 	if c.connectTimer != nil { // connected in time: the timer's memory goes now
 		c.connectTimer.Stop()
 		c.connectTimer = nil

@@ -29,13 +29,14 @@ type Conn struct {
 	seq   uint64              // connection order in the namespace
 	gone  bool                // removed from the namespace; guarded by n.mu
 
-	mu         sync.Mutex
-	values     map[any]any
-	closed     bool
-	running    bool // a handler of this connection is on the stack
-	disconnect bool // Disconnect was asked while running
-	acks       map[uint64]func(args []any)
-	nextAck    uint64
+	mu           sync.Mutex
+	values       map[any]any
+	closed       bool
+	running      bool // a handler of this connection is on the stack
+	disconnect   bool // Disconnect was asked while running
+	closeSession bool // ... by DisconnectSession: the whole session closes
+	acks         map[uint64]func(args []any)
+	nextAck      uint64
 }
 
 // ID is the connection's public id; it is also a room holding only it.
@@ -54,8 +55,8 @@ func (c *Conn) Recovered() bool { return c.recovered }
 // Transport is "polling" or "websocket".
 func (c *Conn) Transport() string { return c.cl.eng.Transport() }
 
-// RemoteAddr is the client's address as the engine saw it.
-func (c *Conn) RemoteAddr() string { return hostOnly(c.cl.eng.Handshake().RemoteAddr) }
+// RemoteAddr is the client's IP (from X-Forwarded-For behind a trusted proxy).
+func (c *Conn) RemoteAddr() string { return c.cl.eng.Handshake().ClientIP }
 
 // Join adds the connection to rooms.
 func (c *Conn) Join(rooms ...string) {
@@ -159,6 +160,20 @@ func (c *Conn) Disconnect() {
 	}
 	c.mu.Unlock()
 	c.kick(false)
+}
+
+// DisconnectSession is Disconnect for every namespace of the client's
+// Engine.IO session, which then closes: a flooder loses its transport, not
+// only this namespace.
+func (c *Conn) DisconnectSession() {
+	c.mu.Lock()
+	if c.running {
+		c.disconnect, c.closeSession = true, true
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.kick(true)
 }
 
 // kick sends DISCONNECT after anything already queued (acks included) and
@@ -295,11 +310,11 @@ func (c *Conn) dispatch(event string, h eventHandler, args eventArgs, ack func(a
 
 	c.mu.Lock()
 	c.running = false
-	disconnect := c.disconnect
-	c.disconnect = false
+	disconnect, whole := c.disconnect, c.closeSession
+	c.disconnect, c.closeSession = false, false
 	c.mu.Unlock()
 	if disconnect {
-		c.kick(false)
+		c.kick(whole)
 	}
 }
 

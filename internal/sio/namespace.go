@@ -88,6 +88,13 @@ func (n *Namespace) LocalRoomCount() int {
 	return len(n.rooms)
 }
 
+// LocalCount is the number of connections to the namespace on this node.
+func (n *Namespace) LocalCount() int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return len(n.sockets)
+}
+
 // Broadcast targets connections of a namespace by room.
 type Broadcast struct {
 	n      *Namespace
@@ -331,7 +338,7 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	hs := cl.eng.Handshake()
 	h := &Handshake{
 		Namespace: n.name, Auth: auth, Header: hs.Header, Query: hs.Query(),
-		RemoteAddr: hostOnly(hs.RemoteAddr), release: &releaser{},
+		RemoteAddr: hs.ClientIP, release: &releaser{},
 	}
 
 	// Connection state recovery: {pid, offset} in the auth payload.

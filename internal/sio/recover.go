@@ -21,6 +21,7 @@ type recoveryStore struct {
 	seq       uint64
 	sessions  map[string]storedSession // by pid
 	packets   []storedPacket           // in seq order
+	bytes     int64                    // encoded size of packets
 	lastPurge time.Time
 }
 
@@ -135,6 +136,13 @@ func (r *recoveryStore) purge(now time.Time) {
 			delete(r.sessions, pid)
 		}
 	}
+}
+
+// size is the encoded bytes of the packets kept.
+func (r *recoveryStore) size() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bytes
 }
 
 func cmpUint(a, b uint64) int {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,6 +29,8 @@ type Server struct {
 
 	connectMW    []ConnectFunc
 	interceptors []Interceptor
+
+	pending atomic.Int64 // sessions that have joined no namespace yet
 }
 
 // NewServer builds the engine with opts. Namespace "/" always exists.
@@ -35,15 +38,30 @@ func NewServer(opts Options) *Server {
 	opts.defaults()
 	s := &Server{opts: opts, log: opts.Logger, obs: opts.Observer, nsps: map[string]*Namespace{}}
 	cors := opts.CORSOrigins
+	allow := opts.AllowRequest
 	s.eng = eio.NewServer(eio.Options{
 		PingInterval: opts.PingInterval,
 		PingTimeout:  opts.PingTimeout,
 		MaxPayload:   opts.MaxPayload,
 		CORSOrigins:  cors,
 		Cookie:       opts.Cookie,
-		AllowRequest: opts.AllowRequest,
-		OnConnection: s.onConnection,
-		Logger:       opts.Logger,
+		AllowRequest: func(r *http.Request) error {
+			if max := opts.MaxPending; max > 0 && s.pending.Load() >= int64(max) {
+				return &eio.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
+					Limit: LimitPending, Message: "Too many pending sessions"}
+			}
+			if allow != nil {
+				return allow(r)
+			}
+			return nil
+		},
+		Admit:         opts.Admit,
+		ClientIP:      opts.ClientIP,
+		BindSessionIP: opts.BindSessionIP,
+		AnyOrigin:     opts.AnyOrigin,
+		OnLimit:       s.obs.Limit,
+		OnConnection:  s.onConnection,
+		Logger:        opts.Logger,
 	})
 	s.Of("/")
 	return s
@@ -63,6 +81,9 @@ func (s *Server) Use(fn ConnectFunc) { s.connectMW = append(s.connectMW, fn) }
 // namespace (rate limiting, for one). Returning an error refuses the event.
 func (s *Server) Intercept(fn Interceptor) { s.interceptors = append(s.interceptors, fn) }
 
+// PendingCount is the number of sessions that have joined no namespace yet.
+func (s *Server) PendingCount() int { return int(s.pending.Load()) }
+
 // ClientsCount is the number of open Engine.IO connections on this node.
 func (s *Server) ClientsCount() int { return s.eng.Count() }
 
@@ -74,6 +95,20 @@ func (s *Server) TransportCounts() map[string]int {
 		return true
 	})
 	return out
+}
+
+// RecoveryLogBytes is the encoded size of the broadcasts every namespace
+// keeps for connection state recovery on this node.
+func (s *Server) RecoveryLogBytes() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var total int64
+	for _, n := range s.nsps {
+		if n.store != nil {
+			total += n.store.size()
+		}
+	}
+	return total
 }
 
 // Drain closes every open connection, spread evenly over spread so that
@@ -146,6 +181,7 @@ func (s *Server) lookup(name string) *Namespace {
 
 func (s *Server) onConnection(es *eio.Socket) {
 	c := &client{srv: s, eng: es}
+	s.pending.Add(1)
 	es.SetHandler(c)
 	// A client that joins no namespace in time is closed (as Node does).
 	c.mu.Lock()
@@ -155,6 +191,7 @@ func (s *Server) onConnection(es *eio.Socket) {
 		idle := len(c.conns) == 0 && !c.everConnected
 		c.mu.Unlock()
 		if idle {
+			s.obs.Limit(LimitHandshakeTime)
 			es.CloseNow()
 		}
 	})

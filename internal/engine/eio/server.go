@@ -40,8 +40,24 @@ type Options struct {
 	// Cookie, when set, is sent as given on the handshake response (sticky load balancing). Path
 	// defaults to "/", HttpOnly is set and SameSite defaults to Lax.
 	Cookie *http.Cookie
-	// AllowRequest may refuse a new session: 403 {"code":4,"message":"Forbidden"}.
+	// AllowRequest may refuse a new session: 403 {"code":4,"message":"Forbidden"}, or what a
+	// *Refusal says.
 	AllowRequest func(*http.Request) error
+	// Admit, when set, is asked for every new session with its client IP once the request is
+	// valid; a nil error admits it and release (may be nil) is called when the session ends. A
+	// *Refusal chooses the answer (429 with Retry-After for a per-IP limit, say).
+	Admit func(ip string) (release func(), err error)
+	// ClientIP returns the client's IP for a request (behind trusted proxies, from
+	// X-Forwarded-For); default: the peer's IP.
+	ClientIP func(*http.Request) string
+	// BindSessionIP refuses a request for an existing session from another client IP than the
+	// handshake's, as an unknown session ("Session ID unknown"), and reports LimitSessionIP.
+	BindSessionIP bool
+	// AnyOrigin accepts handshakes and upgrades from any Origin (development). Otherwise an Origin
+	// not in CORSOrigins (or, with none listed, not the request's host) is refused with 403.
+	AnyOrigin bool
+	// OnLimit, when set, is told each time a client hits a named limit.
+	OnLimit func(name string)
 	// OnConnection is called once per new session, before any message is delivered. Required.
 	OnConnection func(s *Socket)
 	Logger       zerolog.Logger
@@ -254,7 +270,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fail := func(w http.ResponseWriter, code int) {
 		if l := srv.log.Debug(); l.Enabled() {
-			l.Str("error", errorMessages[code]).Str("method", r.Method).Str("query", r.URL.RawQuery).
+			l.Str("error", errorMessages[code]).Str("method", r.Method).Str("query", redactedQuery(q)).
 				Str("remote", r.RemoteAddr).Msg("eio: request refused")
 		}
 		write(w, code)
@@ -271,9 +287,18 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if sid := q.Get("sid"); sid != "" {
 		s := srv.lookup(sid)
+		if s != nil && srv.o.BindSessionIP && srv.clientIP(r) != s.hs.ClientIP {
+			// A sid is a bearer capability: from another client it is as good as unknown.
+			if srv.o.OnLimit != nil {
+				srv.o.OnLimit(LimitSessionIP)
+			}
+			s = nil
+		}
 		switch {
 		case s == nil:
 			fail(w, errUnknownSID)
+		case upgrade && !srv.originAllowed(r):
+			srv.refuseOrigin(w, r)
 		case q.Get("EIO") != "4":
 			fail(w, errBadRequest) // protocol mismatch
 		case upgrade && transport == "websocket":
@@ -298,10 +323,13 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, errBadRequest)
 		return
 	}
+	if !srv.originAllowed(r) {
+		srv.refuseOrigin(w, r)
+		return
+	}
 	if allow := srv.o.AllowRequest; allow != nil {
 		if err := allow(r); err != nil {
-			srv.log.Debug().Err(err).Str("remote", r.RemoteAddr).Msg("eio: handshake refused")
-			fail(w, errForbidden)
+			srv.refuse(w, r, err, upgrade)
 			return
 		}
 	}
@@ -313,14 +341,26 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, errBadRequest)
 		return
 	}
+	ip := srv.clientIP(r)
+	var release func()
+	if admit := srv.o.Admit; admit != nil {
+		rel, err := admit(ip)
+		if err != nil {
+			srv.refuse(w, r, err, upgrade)
+			return
+		}
+		release = rel
+	}
 	s := newSocket(srv, newID(), &Handshake{
 		Header:     r.Header.Clone(),
 		RemoteAddr: r.RemoteAddr,
+		ClientIP:   ip,
 		Time:       time.Now(),
 		Secure:     r.TLS != nil,
 		URL:        r.URL.RequestURI(),
 		Host:       r.Host,
 	})
+	s.admitted = release
 	s.b64 = q.Get("b64") != ""
 	if upgrade {
 		srv.handshakeWebSocket(s, w, r)
@@ -398,6 +438,7 @@ func (srv *Server) register(s *Socket) bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.closed {
+		s.releaseAdmission()
 		return false
 	}
 	for srv.sessions[s.id] != nil { // 120 random bits: never in practice
@@ -413,6 +454,12 @@ func (srv *Server) remove(s *Socket) {
 		delete(srv.sessions, s.id)
 	}
 	srv.mu.Unlock()
+	s.releaseAdmission()
+}
+
+// refuseOrigin answers 403 to a browser page of an origin that may not connect.
+func (srv *Server) refuseOrigin(w http.ResponseWriter, r *http.Request) {
+	srv.refuse(w, r, &Refusal{Status: http.StatusForbidden, Limit: LimitOrigin, Message: "Origin not allowed"}, isWebSocketUpgrade(r))
 }
 
 // Count returns the number of open sessions.

@@ -32,6 +32,7 @@ func (nopHandler) OnClose(string)         {}
 type Handshake struct {
 	Header     http.Header
 	RemoteAddr string // r.RemoteAddr
+	ClientIP   string // the client's IP (Options.ClientIP), what the session is bound to
 	Time       time.Time
 	Secure     bool   // r.TLS != nil
 	URL        string // r.URL.RequestURI()
@@ -72,6 +73,9 @@ type Socket struct {
 	hs  *Handshake
 	b64 bool // the client wants binary as base64 text (b64 query parameter)
 
+	admitted    func() // gives back what Options.Admit reserved; run once via releaseAdmission
+	releaseOnce sync.Once
+
 	// dmu is held while packets are handled, so that a POST and the WebSocket reader never deliver
 	// concurrently and a POST payload is delivered as a whole.
 	dmu sync.Mutex
@@ -104,6 +108,12 @@ type Socket struct {
 
 func newSocket(srv *Server, id string, hs *Handshake) *Socket {
 	return &Socket{srv: srv, id: id, hs: hs, h: nopHandler{}}
+}
+
+func (s *Socket) releaseAdmission() {
+	if s.admitted != nil {
+		s.releaseOnce.Do(s.admitted)
+	}
 }
 
 // ID returns the session id.

@@ -99,6 +99,7 @@ func (srv *Server) handshakeWebSocket(s *Socket, w http.ResponseWriter, r *http.
 	}
 	conn, rw, _, err := up.Upgrade(r, w)
 	if err != nil { // gobwas has answered the client
+		s.releaseAdmission()
 		if conn != nil {
 			_ = conn.Close()
 		}
