@@ -7,10 +7,11 @@ ADDR    ?=
 # Extra Go build tags for build, vet and test-go (none by default).
 GOTAGS  ?=
 GOFLAGS_TAGS := $(if $(GOTAGS),-tags '$(GOTAGS)')
-# Debian packages the tests need (redis/haproxy/nginx for the cluster tests, chromium for the page).
-APT_PKGS := redis-server haproxy nginx chromium
+# Debian packages the tests need (redis/haproxy/nginx for the cluster tests, chromium for the page,
+# prometheus for promtool in test-rules).
+APT_PKGS := redis-server haproxy nginx chromium prometheus
 
-.PHONY: all build run cluster bench test deps deps-apt deps-node deps-go test-go test-fuzz test-node test-cluster test-browser vet clean
+.PHONY: all build run cluster bench test deps deps-apt deps-node deps-go test-go test-fuzz test-node test-cluster test-browser test-rules vet clean
 
 all: build
 
@@ -40,6 +41,7 @@ deps-apt:
 	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing:$$missing"; \
@@ -58,6 +60,11 @@ vet:
 	$(GO) vet $(GOFLAGS_TAGS) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
+# The Prometheus alerting rules and their unit tests (deploy/prometheus).
+test-rules:
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/*test*.yml
+
 # Tests that need Redis fail (not skip) when redis-server is missing.
 test-go:
 	SWITCHBOARD_REQUIRE_REDIS=1 $(GO) test $(GOFLAGS_TAGS) -race -count=1 ./...
@@ -68,7 +75,8 @@ FUZZTIME ?= 4s
 FUZZ_TARGETS := \
 	./internal/engine/eioparser:FuzzDecodePacket ./internal/engine/eioparser:FuzzDecodePayload \
 	./internal/engine/sioparser:FuzzSocketIODecode ./internal/engine/sioparser:FuzzJSON \
-	./internal/engine/eio:FuzzPollingPost ./internal/engine/eio:FuzzWebSocketFrames
+	./internal/engine/eio:FuzzPollingPost ./internal/engine/eio:FuzzWebSocketFrames \
+	./internal/clientip:FuzzClientIP
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
@@ -83,7 +91,7 @@ test-cluster: build
 test-browser: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard npm run test:browser
 
-test: deps vet test-go test-fuzz test-node test-cluster test-browser
+test: deps vet test-rules test-go test-fuzz test-node test-cluster test-browser
 
 clean:
 	rm -rf .tmp bin

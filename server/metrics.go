@@ -109,6 +109,9 @@ func newMetrics(g gauges) *metrics {
 	m.authFail = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_auth_failures_total", Help: "Refused authentications by code.",
 	}, []string{"code"})
+	for _, code := range []string{"token_missing", "token_invalid", "token_expired"} {
+		m.authFail.WithLabelValues(code) // exported at 0 from the start, so rate() and alerts see the first failure
+	}
 	m.eventsIn = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_events_in_total", Help: "Client events handled, by event and result code.",
 	}, []string{"namespace", "event", "result"})
