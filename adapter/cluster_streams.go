@@ -602,8 +602,17 @@ func (r *RedisStreamsCluster) refreshLoop(ctx context.Context) {
 
 var offsetRE = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
 
-// maxRestoreEntries bounds a restore's replay (Node bounds it too).
+// maxRestoreEntries bounds a restore's replay to one client, as the memory
+// store does (sio.maxReplayPackets): a session that missed more is not
+// restored (a fresh session, as for an offset trimmed off the stream)
+// rather than given a partial history. Node stops reading at 10000 entries
+// too, but then recovers with what it read.
 const maxRestoreEntries = 10000
+
+// restoreScanLimit bounds the entries a restore reads: the stream is
+// trimmed to about maxLen, so more means it is not; the restore is refused
+// then too.
+func (r *RedisStreamsCluster) restoreScanLimit() int { return int(2*r.maxLen) + maxRestoreEntries }
 
 // RestoreSession implements sio.LogLink.
 func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
@@ -643,7 +652,11 @@ func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
 	// comes after is delivered live once the socket is registered (Settle).
 	end := r.hold(pid, offset)
 	from := nextOffset(offset)
-	for read := 0; read < maxRestoreEntries && end != "" && !idLess(end, from); {
+	for read := 0; end != "" && !idLess(end, from); {
+		if read >= r.restoreScanLimit() {
+			l.Settle(pid)
+			return nil, nil // not read to the end: never a partial history
+		}
 		entries, err := r.c.XRangeN(ctx, r.stream, from, end, 500).Result()
 		if err != nil {
 			l.Settle(pid)
@@ -664,6 +677,10 @@ func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
 			d, err := decodeStream(e.Values["data"])
 			if err != nil || d.Packet.Type != 2 || d.Packet.ID != nil || d.RequestID != "" || d.Opts.Flags["volatile"] == true || !includes(rooms, d.Opts) {
 				continue
+			}
+			if len(s.Missed) == maxRestoreEntries {
+				l.Settle(pid)
+				return nil, nil // too much missed: a fresh session, never a partial history
 			}
 			s.Missed = append(s.Missed, append(d.Packet.Data, e.ID))
 		}

@@ -22,13 +22,16 @@ type Dedupe interface {
 
 // MemoryDedupe is the single-node Dedupe. Entries expire in insertion order
 // (the window is the same for every entry), so eviction is O(1) amortised
-// and needs no background goroutine.
+// and needs no background goroutine. SetMaxEntries bounds it: beyond, the
+// oldest entries are forgotten first.
 type MemoryDedupe struct {
 	mu      sync.Mutex
 	entries map[string]dedupeEntry
 	order   []dedupeKey // insertion order; order[head:] is live
 	head    int
 	now     func() time.Time
+	max     int    // entries kept at most; <= 0: no bound
+	onEvict func() // an entry forgotten before it expired (max)
 }
 
 type dedupeEntry struct {
@@ -43,7 +46,21 @@ type dedupeKey struct {
 
 // NewMemoryDedupe returns an empty single-node de-duplication store.
 func NewMemoryDedupe() *MemoryDedupe {
-	return &MemoryDedupe{entries: map[string]dedupeEntry{}, now: time.Now}
+	return &MemoryDedupe{entries: map[string]dedupeEntry{}, now: time.Now, max: DefaultDedupeMaxEntries}
+}
+
+// DefaultDedupeMaxEntries bounds a MemoryDedupe until SetMaxEntries says otherwise
+// (DEDUPE_MAX_ENTRIES' default).
+const DefaultDedupeMaxEntries = 100_000
+
+// SetMaxEntries bounds the entries kept to max (<= 0: no bound; default
+// DefaultDedupeMaxEntries): beyond, the oldest are forgotten before they expire, each
+// reported to onEvict (may be nil), called with the store's lock held.
+// Call it before the store is used.
+func (d *MemoryDedupe) SetMaxEntries(max int, onEvict func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.max, d.onEvict = max, onEvict
 }
 
 // Claim implements Dedupe.
@@ -58,7 +75,24 @@ func (d *MemoryDedupe) Claim(_ context.Context, key string, v Accepted, ttl time
 	exp := now.Add(ttl)
 	d.entries[key] = dedupeEntry{v: v, expires: exp}
 	d.order = append(d.order, dedupeKey{key: key, expires: exp})
+	if d.max > 0 && len(d.entries) > d.max {
+		d.evictOldest()
+	}
 	return v, false, nil
+}
+
+// evictOldest forgets the oldest entries until max are left.
+func (d *MemoryDedupe) evictOldest() {
+	for ; d.head < len(d.order) && len(d.entries) > d.max; d.head++ {
+		k := d.order[d.head]
+		if e, ok := d.entries[k.key]; ok && e.expires.Equal(k.expires) {
+			delete(d.entries, k.key)
+			if d.onEvict != nil {
+				d.onEvict()
+			}
+		}
+		d.order[d.head] = dedupeKey{}
+	}
 }
 
 func (d *MemoryDedupe) evict(now time.Time) {

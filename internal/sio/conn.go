@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,8 +36,26 @@ type Conn struct {
 	running      bool // a handler of this connection is on the stack
 	disconnect   bool // Disconnect was asked while running
 	closeSession bool // ... by DisconnectSession: the whole session closes
-	acks         map[uint64]func(args []any)
+	acks         *pendingAcks
 	nextAck      uint64
+}
+
+// maxPendingAcks bounds the acks a connection owes the server: beyond,
+// emitWithAck refuses (counted as LimitAckExpired: the client left that
+// many unanswered).
+const maxPendingAcks = 1024
+
+// pendingAcks are the acks a connection was asked for and has not sent,
+// with the one timer that expires them; allocated only while some are.
+type pendingAcks struct {
+	list  []pendingAck // by id, hence by deadline (every ack waits AckTimeout)
+	timer *time.Timer  // due at list[0].deadline or earlier
+}
+
+type pendingAck struct {
+	id       uint64
+	deadline time.Time
+	fn       func(args []any)
 }
 
 // ID is the connection's public id; it is also a room holding only it.
@@ -113,31 +132,122 @@ func (c *Conn) Emit(event string, v any) error {
 }
 
 // emitWithAck sends an EVENT expecting an acknowledgement; onAck gets the
-// client's ack arguments (never if the connection ends first).
+// client's ack arguments, never if the connection ends first or the client
+// takes longer than AckTimeout (the callers have their own deadline). It
+// returns false, and onAck is never called, when the connection is closed or
+// already has maxPendingAcks unanswered.
 func (c *Conn) emitWithAck(data []byte, atts [][]byte, onAck func(args []any)) bool {
+	timeout := c.n.srv.opts.AckTimeout
+	now := time.Now()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
-	if c.acks == nil {
-		c.acks = map[uint64]func([]any){}
+	expired := c.expireAcksLocked(now)
+	if c.acks != nil && len(c.acks.list) >= maxPendingAcks {
+		c.mu.Unlock()
+		c.countExpired(expired + 1)
+		return false
 	}
+	if c.acks == nil {
+		c.acks = &pendingAcks{}
+	}
+	st := c.acks
 	id := c.nextAck
 	c.nextAck++
-	c.acks[id] = onAck
+	st.list = append(st.list, pendingAck{id: id, deadline: now.Add(timeout), fn: onAck})
+	if st.timer == nil {
+		st.timer = time.AfterFunc(timeout, func() { c.ackTimer(st) })
+	}
 	c.mu.Unlock()
-	return c.cl.send(sioparser.Event, c.n.name, id, true, data, atts)
+	c.countExpired(expired)
+	if !c.cl.send(sioparser.Event, c.n.name, id, true, data, atts) {
+		c.takeAck(id)
+		return false
+	}
+	return true
+}
+
+// ackTimer expires the acks of st that are due and re-arms for the next.
+func (c *Conn) ackTimer(st *pendingAcks) {
+	now := time.Now()
+	c.mu.Lock()
+	if c.acks != st { // all answered or expired meanwhile
+		c.mu.Unlock()
+		return
+	}
+	expired := c.expireAcksLocked(now)
+	if c.acks == st {
+		st.timer.Reset(st.list[0].deadline.Sub(now))
+	}
+	c.mu.Unlock()
+	c.countExpired(expired)
+}
+
+// expireAcksLocked drops the acks due at now and returns how many; c.mu
+// must be held.
+func (c *Conn) expireAcksLocked(now time.Time) int {
+	st := c.acks
+	if st == nil {
+		return 0
+	}
+	n := 0
+	for n < len(st.list) && !now.Before(st.list[n].deadline) {
+		n++
+	}
+	clear(st.list[:n])
+	st.list = st.list[n:]
+	if len(st.list) == 0 {
+		c.dropAcksLocked()
+	}
+	return n
+}
+
+// dropAcksLocked forgets every pending ack; c.mu must be held.
+func (c *Conn) dropAcksLocked() {
+	if c.acks != nil {
+		c.acks.timer.Stop()
+		c.acks = nil
+	}
+}
+
+func (c *Conn) countExpired(n int) {
+	for range n {
+		c.n.srv.obs.Limit(LimitAckExpired)
+	}
+}
+
+// takeAck removes and returns the callback of pending ack id (nil if none).
+func (c *Conn) takeAck(id uint64) func([]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.acks
+	if st == nil {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(st.list, id, func(a pendingAck, id uint64) int { return cmpUint(a.id, id) })
+	if !ok {
+		return nil
+	}
+	fn := st.list[i].fn
+	if i == 0 {
+		st.list[0] = pendingAck{}
+		st.list = st.list[1:]
+	} else {
+		st.list = slices.Delete(st.list, i, i+1)
+	}
+	if len(st.list) == 0 {
+		c.dropAcksLocked()
+	}
+	return fn
 }
 
 func (c *Conn) onAck(p sioparser.Packet) {
 	if !p.HasID {
 		return
 	}
-	c.mu.Lock()
-	fn := c.acks[p.ID]
-	delete(c.acks, p.ID)
-	c.mu.Unlock()
+	fn := c.takeAck(p.ID)
 	if fn == nil {
 		return
 	}
@@ -356,7 +466,7 @@ func (c *Conn) close(reason string) {
 		return
 	}
 	c.closed = true
-	c.acks = nil
+	c.dropAcksLocked()
 	c.mu.Unlock()
 
 	c.n.mu.RLock()

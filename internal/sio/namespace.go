@@ -54,7 +54,7 @@ func newNamespace(s *Server, name string) *Namespace {
 		n.link = s.opts.Cluster.Attach(name, (*ownLocal)(n))
 	}
 	if recovery && n.log == nil {
-		n.store = newRecoveryStore(s.opts.RecoveryWindow)
+		n.store = newRecoveryStore(s.opts.RecoveryWindow, s.opts.RecoveryMaxBytes, func() { s.obs.Limit(LimitRecoveryEvict) })
 	}
 	return n
 }
@@ -338,7 +338,7 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	hs := cl.eng.Handshake()
 	h := &Handshake{
 		Namespace: n.name, Auth: auth, Header: hs.Header, Query: hs.Query(),
-		RemoteAddr: hs.ClientIP, release: &releaser{},
+		RemoteAddr: hs.ClientIP, Pending: cl.pending(), release: &releaser{},
 	}
 
 	// Connection state recovery: {pid, offset} in the auth payload.
@@ -389,6 +389,18 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	if h.User == nil {
 		h.User = &User{}
 	}
+	// Under the write lock from here: the missed packets are read and the
+	// connection registered before any later broadcast is delivered.
+	n.mu.Lock()
+	var missed [][]*eio.Message
+	if sess != nil && n.store != nil {
+		var complete bool
+		if missed, complete = n.store.missed(sess.Rooms, after); !complete {
+			// Evicted (or grown past the replay cap) while the middleware
+			// ran: a fresh session, never a partial history.
+			sess = nil
+		}
+	}
 	c := &Conn{n: n, cl: cl, user: *h.User, release: h.release, rooms: map[string]struct{}{}, hooksDone: make(chan struct{})}
 	if sess != nil {
 		c.id, c.pid, c.recovered = sess.Sid, pid, true
@@ -399,6 +411,7 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 		}
 	}
 	if !cl.add(c) {
+		n.mu.Unlock()
 		h.release.run()
 		settle()
 		return
@@ -408,19 +421,14 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	if c.pid != "" {
 		connectData = []byte(`{"sid":` + quote(c.id) + `,"pid":` + quote(c.pid) + `}`)
 	}
-	n.mu.Lock()
 	n.seq++
 	c.seq = n.seq
 	n.sockets[c.id] = c
 	if c.pid != "" {
 		n.byPid[c.pid] = c
 	}
-	var missed [][]*eio.Message
 	if sess != nil {
 		n.joinLocked(c, sess.Rooms...)
-		if n.store != nil {
-			missed = n.store.missed(append(sess.Rooms, c.id), after)
-		}
 	}
 	// CONNECT, then the missed packets, before any live broadcast.
 	cl.send(sioparser.Connect, n.name, 0, false, connectData, nil)

@@ -80,6 +80,10 @@ func (m *Message) polling() []byte {
 // size is what the message counts against MaxBuffered.
 func (m *Message) size() int { return len(m.frame) }
 
+// Size is the message's encoded size in bytes (its WebSocket frame), what
+// it costs to keep (the recovery log counts it).
+func (m *Message) Size() int { return m.size() }
+
 // Control packets shared by every session.
 var (
 	pingPacket  = newPacket(eioparser.Ping, nil)
