@@ -38,12 +38,14 @@ type ConnCounter interface {
 	RemoveConnection(ctx context.Context, userID, connID string) error
 }
 
-// Limits is the connect middleware for MAX_CONNECTIONS (per node, counted
-// by nodeConns, which includes the connection being checked) and
-// MAX_CONNECTIONS_PER_USER (counted by users). Run it after Auth.
+// Limits is the connect middleware for MAX_CONNECTIONS (per node: the
+// sessions that passed authentication, counted by nodeConns, not including
+// the one being checked; checked on a session's first connect only) and
+// MAX_CONNECTIONS_PER_USER (counted by users). Run it after Auth, so that
+// sessions that never authenticate cannot use up the node's slots.
 func Limits(maxPerNode int, nodeConns func() int, maxPerUser int, users ConnCounter) sio.ConnectFunc {
 	return func(ctx context.Context, h *sio.Handshake) error {
-		if maxPerNode > 0 && nodeConns() > maxPerNode {
+		if maxPerNode > 0 && h.Pending && nodeConns() >= maxPerNode {
 			return &sio.Error{Code: CodeLimitConnections, Message: msgTooMany}
 		}
 		if users == nil || h.User == nil {
@@ -63,34 +65,6 @@ func Limits(maxPerNode int, nodeConns func() int, maxPerUser int, users ConnCoun
 			_ = users.RemoveConnection(ctx, userID, connID)
 		})
 		return nil
-	}
-}
-
-// RateLimit is the interceptor for RATE_LIMIT/RATE_BURST: events beyond the
-// bucket get rate_limited; a connection refused more than disconnectAfter
-// times in a row is disconnected. onDisconnect (may be nil) counts those.
-func RateLimit(rate float64, burst, disconnectAfter int, onDisconnect func()) sio.Interceptor {
-	if rate <= 0 {
-		return func(context.Context, *sio.Conn, string) error { return nil }
-	}
-	type key struct{}
-	return func(_ context.Context, c *sio.Conn, _ string) error {
-		l, _ := c.Value(key{}).(*RateLimiter)
-		if l == nil {
-			l = NewRateLimiter(rate, burst)
-			c.SetValue(key{}, l)
-		}
-		ok, refused := l.Allow(time.Now())
-		if ok {
-			return nil
-		}
-		if refused > disconnectAfter {
-			if onDisconnect != nil {
-				onDisconnect()
-			}
-			c.Disconnect()
-		}
-		return &sio.Error{Code: sio.CodeRateLimited, Message: "too many events: slow down"}
 	}
 }
 

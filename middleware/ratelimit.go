@@ -1,8 +1,11 @@
 package middleware
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/sio"
 )
 
 // RateLimiter is a per-socket token bucket that also counts refusals in a row; safe for concurrent use.
@@ -45,4 +48,37 @@ func (l *RateLimiter) Allow(now time.Time) (ok bool, consecutiveRefusals int) {
 	}
 	l.refusals++
 	return false, l.refusals
+}
+
+// RateLimit is the interceptor for RATE_LIMIT/RATE_BURST with kicks that
+// hold: events beyond the bucket get rate_limited; a connection refused more
+// than disconnectAfter times in a row is kicked. A kick closes the client's
+// whole Engine.IO session (every namespace, the transport with it), so the
+// same session cannot simply CONNECT again, and puts its user and IP in cd's
+// cool-down (refused by KickCooldown) before the DISCONNECT goes out. cd may
+// be nil (no cool-down); onKick (may be nil) counts the kicks.
+func RateLimit(rate float64, burst, disconnectAfter int, cd *Cooldown, onKick func()) sio.Interceptor {
+	if rate <= 0 {
+		return func(context.Context, *sio.Conn, string) error { return nil }
+	}
+	type key struct{}
+	return func(_ context.Context, c *sio.Conn, _ string) error {
+		l, _ := c.Value(key{}).(*RateLimiter)
+		if l == nil {
+			l = NewRateLimiter(rate, burst)
+			c.SetValue(key{}, l)
+		}
+		ok, refused := l.Allow(time.Now())
+		if ok {
+			return nil
+		}
+		if refused > disconnectAfter {
+			cd.Kick(c.User().ID, c.RemoteAddr())
+			if onKick != nil {
+				onKick()
+			}
+			c.DisconnectSession()
+		}
+		return &sio.Error{Code: sio.CodeRateLimited, Message: "too many events: slow down"}
+	}
 }
