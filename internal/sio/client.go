@@ -5,15 +5,40 @@ import (
 	"encoding/json"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/engine/eio"
 	"github.com/switchboard/switchboard/internal/engine/sioparser"
 )
 
-// maxQueued bounds a connection's packets waiting for its handlers: a
-// client that floods faster than its handlers run is closed.
-const maxQueued = 4096
+// A client's input waiting for its handlers is bounded by Options.MaxInbound:
+// each message (a packet, or one attachment of a binary packet) holds its
+// bytes plus inboundOverhead from the moment it is read until its packet has
+// been processed. At the budget OnMessage blocks, so the engine stops reading
+// the client (TCP flow control pushes back; a polling POST waits for its
+// answer) until the handlers catch up.
+const inboundOverhead = 64
+
+// maxQueued bounds the packets waiting for (or in) a connection's handlers
+// whatever their size, since what a packet costs besides its bytes is more
+// than inboundOverhead: at the cap the reader pauses as at the byte budget.
+const maxQueued = 8192
+
+// corkMax bounds how long what the handlers send stays corked while a busy
+// queue runs (a client kept at its input budget always has work queued).
+const corkMax = 5 * time.Millisecond
+
+// task is one entry of a client's queue; size is what it holds of the input
+// budget (0 for the disconnect hooks, which are not input).
+type task struct {
+	fn   func()
+	size int
+}
+
+// inboundHook, when set (tests), is told the input bytes a client holds each
+// time it takes more.
+var inboundHook atomic.Pointer[func(held int)]
 
 // client is one Engine.IO session and the namespaces it joined. Every packet
 // it sends is processed on its task queue, in order, one at a time: connects
@@ -23,6 +48,7 @@ type client struct {
 	srv          *Server
 	eng          *eio.Socket
 	dec          sioparser.Decoder // used by OnMessage only (the engine serializes it)
+	asm          int               // input bytes of the binary packet dec is assembling (OnMessage only)
 	connectTimer *time.Timer
 
 	mu            sync.Mutex
@@ -31,12 +57,34 @@ type client struct {
 	closed        bool
 
 	qmu     sync.Mutex
-	queue   []func()
+	queue   []task
 	running bool
+	inbound int           // input bytes held: queued or running packets, and asm
+	packets int           // client packets queued or running
+	qclosed bool          // the session is closing: no more input is taken
+	wake    chan struct{} // closed to wake OnMessage waiting for room; nil when none waits
+	wantN   int           // the waiting message's bytes
+	wantAsm int           // the bytes its packet already holds
 }
 
-// OnMessage decodes a Socket.IO packet and queues its processing.
+// OnMessage decodes a Socket.IO packet and queues its processing. It blocks
+// while the client's input already holds its budget (see inboundOverhead).
 func (c *client) OnMessage(data []byte, binary bool) {
+	n := len(data) + inboundOverhead
+	if c.asm+n > c.srv.opts.MaxInbound {
+		// A binary packet whose attachments exceed the budget could never be
+		// processed (one message alone always fits: MaxInbound >= MaxPayload).
+		c.srv.log.Debug().Str("sid", c.eng.ID()).Int("bytes", c.asm+n).Msg("binary packet larger than MAX_INBOUND_BYTES: closing the connection")
+		c.dropAssembly()
+		c.closeAll("transport error")
+		c.eng.CloseNow()
+		return
+	}
+	if !c.reserve(n) {
+		c.dropAssembly()
+		return // the session ended while its input waited
+	}
+	c.asm += n
 	var (
 		p   sioparser.Packet
 		ok  bool
@@ -51,42 +99,124 @@ func (c *client) OnMessage(data []byte, binary bool) {
 		}
 	}
 	if err != nil {
+		c.dropAssembly()
 		c.srv.log.Debug().Err(err).Str("sid", c.eng.ID()).Msg("invalid packet: closing the connection")
 		c.closeAll("parse error")
 		c.eng.CloseNow()
 		return
 	}
 	if !ok {
-		return
+		return // a binary packet waiting for its attachments: what it has is held in asm
 	}
+	size := c.asm
+	c.asm = 0
 	nsp := p.Nsp
 	if nsp == "" {
 		nsp = "/"
 	}
 	switch p.Type {
 	case sioparser.Connect:
-		c.enqueue(func() { c.connect(nsp, p.Data) })
+		c.enqueue(func() { c.connect(nsp, p.Data) }, size)
 	case sioparser.Disconnect:
 		c.enqueue(func() {
 			if conn := c.conn(nsp); conn != nil {
 				conn.close("client namespace disconnect")
 			}
-		})
+		}, size)
 	case sioparser.Event, sioparser.BinaryEvent:
 		c.enqueue(func() {
 			if conn := c.conn(nsp); conn != nil {
 				conn.onEvent(p)
 			}
-		})
+		}, size)
 	case sioparser.Ack, sioparser.BinaryAck:
 		c.enqueue(func() {
 			if conn := c.conn(nsp); conn != nil {
 				conn.onAck(p)
 			}
-		})
+		}, size)
+	default:
+		// CONNECT_ERROR from a client means nothing: ignored, like events for
+		// a namespace the client is not (or no longer) connected to.
+		c.qmu.Lock()
+		c.inbound -= size
+		c.wakeLocked()
+		c.qmu.Unlock()
 	}
-	// CONNECT_ERROR from a client means nothing: ignored, like events for a
-	// namespace the client is not (or no longer) connected to.
+}
+
+// reserve takes n bytes of the input budget for a message. While the packets
+// before it hold the budget (or maxQueued packets wait) it blocks: the
+// session's reader is paused until the handlers have made room, which is
+// reported once per pause. False when the session ended meanwhile.
+func (c *client) reserve(n int) bool {
+	c.qmu.Lock()
+	if c.mustWaitLocked(n, c.asm) {
+		c.wantN, c.wantAsm = n, c.asm
+		c.qmu.Unlock()
+		c.srv.obs.Limit(LimitInboundPaused)
+		done := c.eng.Done() // the engine calls no OnClose while OnMessage waits: its end wakes us
+		c.qmu.Lock()
+		for c.mustWaitLocked(n, c.asm) {
+			w := make(chan struct{})
+			c.wake = w
+			c.qmu.Unlock()
+			ended := false
+			select {
+			case <-w:
+			case <-done:
+				ended = true
+			}
+			c.qmu.Lock()
+			if ended {
+				if c.wake == w {
+					c.wake = nil
+				}
+				c.qmu.Unlock()
+				return false
+			}
+		}
+	}
+	if c.qclosed {
+		c.qmu.Unlock()
+		return false
+	}
+	c.inbound += n
+	held := c.inbound
+	c.qmu.Unlock()
+	if h := inboundHook.Load(); h != nil {
+		(*h)(held)
+	}
+	return true
+}
+
+// mustWaitLocked tells whether a message of n bytes, of a packet that holds
+// asm bytes already, must wait for room.
+func (c *client) mustWaitLocked(n, asm int) bool {
+	if c.qclosed {
+		return false
+	}
+	return (c.inbound > asm && c.inbound+n > c.srv.opts.MaxInbound) || c.packets >= maxQueued
+}
+
+// wakeLocked wakes OnMessage waiting for room once there is room.
+func (c *client) wakeLocked() {
+	if c.wake != nil && !c.mustWaitLocked(c.wantN, c.wantAsm) {
+		close(c.wake)
+		c.wake = nil
+	}
+}
+
+// dropAssembly gives back what a binary packet being assembled holds.
+func (c *client) dropAssembly() {
+	c.dec.Reset()
+	if c.asm > 0 {
+		c.qmu.Lock()
+		c.inbound -= c.asm
+		c.wakeLocked()
+		c.qmu.Unlock()
+		c.asm = 0
+	}
 }
 
 // OnClose ends every namespace connection of the session.
@@ -112,6 +242,13 @@ func (c *client) closeAll(reason string) {
 	c.closed = true
 	conns := slices.Clone(c.conns)
 	c.mu.Unlock()
+	c.qmu.Lock()
+	c.qclosed = true // input waiting for room is dropped
+	if c.wake != nil {
+		close(c.wake)
+		c.wake = nil
+	}
+	c.qmu.Unlock()
 	for _, conn := range conns {
 		conn.close(reason)
 	}
@@ -126,6 +263,13 @@ func (c *client) conn(nsp string) *Conn {
 		}
 	}
 	return nil
+}
+
+// pending reports whether the session has joined no namespace yet.
+func (c *client) pending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.everConnected
 }
 
 func (c *client) isClosed() bool {
@@ -176,22 +320,25 @@ func (c *client) connect(name string, auth json.RawMessage) {
 	n.connect(c, auth)
 }
 
-// enqueue adds the processing of a client packet to the session's queue,
-// starting its goroutine if idle.
-func (c *client) enqueue(fn func()) { c.push(fn, true) }
-
-// push queues fn; bounded tasks are refused (and the session closed) when
-// the client is too far ahead of its handlers. Hooks are never refused.
-func (c *client) push(fn func(), bounded bool) {
+// enqueue adds the processing of a client packet, which holds size bytes of
+// the input budget (reserved by OnMessage), to the session's queue.
+func (c *client) enqueue(fn func(), size int) {
 	c.qmu.Lock()
-	if bounded && len(c.queue) >= maxQueued {
-		c.qmu.Unlock()
-		c.srv.log.Warn().Str("sid", c.eng.ID()).Msg("client floods faster than its handlers run: closing")
-		c.closeAll("transport error")
-		c.eng.CloseNow()
-		return
-	}
-	c.queue = append(c.queue, fn)
+	c.packets++
+	c.queueLocked(task{fn, size})
+}
+
+// push queues a hook (disconnect): it is not input, so it never waits and is
+// never refused. The flag is ignored (client packets go through enqueue).
+func (c *client) push(fn func(), _ bool) {
+	c.qmu.Lock()
+	c.queueLocked(task{fn: fn})
+}
+
+// queueLocked appends t and starts the queue's goroutine if idle; it
+// releases c.qmu.
+func (c *client) queueLocked(t task) {
+	c.queue = append(c.queue, t)
 	if c.running {
 		c.qmu.Unlock()
 		return
@@ -235,12 +382,20 @@ func (p *workerPool) work(c *client) {
 
 // run processes the queue until it is empty. What the handlers send to this
 // client meanwhile (acks, broadcasts it is in) is written once they are done,
-// in one write.
+// in one write, or every corkMax while the queue stays busy.
 func (c *client) run() {
 	c.eng.Cork()
 	defer c.eng.Uncork()
+	corked := time.Now()
+	done := 0 // input bytes of the task just run, given back at the next turn
 	for {
 		c.qmu.Lock()
+		if done > 0 {
+			c.inbound -= done
+			c.packets--
+			c.wakeLocked()
+			done = 0
+		}
 		if len(c.queue) == 0 {
 			c.running = false
 			if cap(c.queue) > 64 {
@@ -251,11 +406,17 @@ func (c *client) run() {
 			c.qmu.Unlock()
 			return
 		}
-		fn := c.queue[0]
-		c.queue[0] = nil
+		t := c.queue[0]
+		c.queue[0] = task{}
 		c.queue = c.queue[1:]
 		c.qmu.Unlock()
-		fn()
+		t.fn()
+		done = t.size
+		if now := time.Now(); now.Sub(corked) >= corkMax {
+			c.eng.Uncork()
+			c.eng.Cork()
+			corked = now
+		}
 	}
 }
 

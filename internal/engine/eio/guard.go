@@ -14,6 +14,9 @@ import (
 const (
 	LimitOrigin    = "handshake_origin"    // a handshake or upgrade from an Origin not allowed
 	LimitSessionIP = "session_ip_mismatch" // a request for a sid from another client IP
+	// LimitSlowConsumer: a client cut off for not reading (MaxBuffered exceeded or a write
+	// longer than WriteTimeout).
+	LimitSlowConsumer = "slow_consumer"
 )
 
 // Refusal is an error AllowRequest or Admit may return to choose how a new

@@ -3,6 +3,7 @@ package eio
 import (
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -97,12 +98,37 @@ func (s *Socket) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	p.getActive = false
 	s.unlock() // a graceful close may have completed in pollLocked
-	writePayload(w, out)
+	err := s.writePoll(w, out)
+	s.mu.Lock()
 	if taken {
-		s.mu.Lock()
 		s.doneLocked(out)
-		s.mu.Unlock()
 	}
+	slow := errors.Is(err, os.ErrDeadlineExceeded) && s.state != stateClosed
+	if slow { // the client does not read its answer: what it holds up is lost anyway
+		s.srv.log.Debug().Str("sid", s.id).Msg("eio: poll answer timed out, closing a slow client")
+		s.closeLocked("transport error")
+	}
+	s.unlock()
+	if slow {
+		s.srv.limit(LimitSlowConsumer)
+	}
+}
+
+// writePoll writes a poll's answer within WriteTimeout, so that a client that
+// does not read it holds its data (and the request) that long at most.
+func (s *Socket) writePoll(w http.ResponseWriter, out []*Message) error {
+	rc := http.NewResponseController(w)
+	if rc.SetWriteDeadline(time.Now().Add(s.srv.o.WriteTimeout)) != nil {
+		writePayload(w, out) // a writer without deadlines: net/http's own timeouts apply
+		return nil
+	}
+	err := writePayload(w, out)
+	if err == nil {
+		err = rc.Flush() // written under the deadline, not after the handler returns
+	}
+	// The connection may serve other requests (keep-alive): no deadline of ours is left on it.
+	_ = rc.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // pollLocked decides what a poll answers: out, taken from the queue or not; ok is false when the
@@ -133,8 +159,8 @@ func (s *Socket) pollLocked(p *polling, released bool) (out []*Message, taken, o
 
 var separator = []byte{eioparser.Separator}
 
-// writePayload writes msgs as one long-polling payload.
-func writePayload(w http.ResponseWriter, msgs []*Message) {
+// writePayload writes msgs as one long-polling payload; it returns the first write error.
+func writePayload(w http.ResponseWriter, msgs []*Message) error {
 	n := len(msgs) - 1
 	for _, m := range msgs {
 		n += len(m.polling())
@@ -146,10 +172,15 @@ func writePayload(w http.ResponseWriter, msgs []*Message) {
 	w.WriteHeader(http.StatusOK)
 	for i, m := range msgs {
 		if i > 0 {
-			_, _ = w.Write(separator)
+			if _, err := w.Write(separator); err != nil {
+				return err
+			}
 		}
-		_, _ = w.Write(m.polling())
+		if _, err := w.Write(m.polling()); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

@@ -32,8 +32,12 @@ type Options struct {
 	// announced as maxPayload in the handshake. Default 1_000_000.
 	MaxPayload int64
 	// MaxBuffered is the number of outbound bytes a connection may have queued before it is closed
-	// as too slow ("transport error"). Default 16 MiB.
+	// as too slow ("transport error", reported as LimitSlowConsumer). Default 1 MiB.
 	MaxBuffered int
+	// WriteTimeout bounds every write to a client (a WebSocket write, a polling response): one
+	// that takes longer closes the session as too slow ("transport error", reported as
+	// LimitSlowConsumer). Default 10s.
+	WriteTimeout time.Duration
 	// CORSOrigins: empty sends no CORS headers; ["*"] allows any origin without credentials; a list
 	// reflects an allowed request Origin, with credentials.
 	CORSOrigins []string
@@ -77,7 +81,10 @@ func (o *Options) defaults() {
 		o.MaxPayload = 1_000_000
 	}
 	if o.MaxBuffered <= 0 {
-		o.MaxBuffered = 16 << 20
+		o.MaxBuffered = 1 << 20
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
 	}
 	if o.OnConnection == nil {
 		panic("eio: Options.OnConnection is required")

@@ -13,7 +13,10 @@ import (
 type Handler interface {
 	// OnMessage gets each Engine.IO message of the session, one at a time, in order, never
 	// concurrently (whatever the transport; during an upgrade too). data is only valid during the
-	// call. It must not block for long.
+	// call. It may block for backpressure: the session's input waits meanwhile (the WebSocket
+	// reader stops reading, a polling POST waits for its answer), so it must not wait for this
+	// session's later input, and it must return once [Socket.Done] is closed. OnClose is not
+	// called before it returns.
 	OnMessage(data []byte, binary bool)
 	// OnClose is called exactly once when the session ends, after the last OnMessage, with Node's
 	// reason: "transport close", "transport error", "ping timeout", "parse error", "forced close"
@@ -83,10 +86,11 @@ type Socket struct {
 	mu          sync.Mutex
 	h           Handler
 	state       sockState
-	reason      string // OnClose reason, once closed
-	closeReason string // reason a graceful close ends with
-	delivering  bool   // OnMessage is running: it calls OnClose if the session closes meanwhile
-	fire        bool   // OnClose is due: s.unlock calls it
+	reason      string        // OnClose reason, once closed
+	done        chan struct{} // closed when the session ends; made by Done, nil until asked for
+	closeReason string        // reason a graceful close ends with
+	delivering  bool          // OnMessage is running: it calls OnClose if the session closes meanwhile
+	fire        bool          // OnClose is due: s.unlock calls it
 
 	queue    []*Message
 	spare    []*Message // an emptied queue kept for reuse
@@ -113,6 +117,31 @@ func newSocket(srv *Server, id string, hs *Handshake) *Socket {
 func (s *Socket) releaseAdmission() {
 	if s.admitted != nil {
 		s.releaseOnce.Do(s.admitted)
+	}
+}
+
+// closedChan is what Done returns once the session has ended.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Done returns a channel closed when the session ends (as soon as it is closed, before OnClose
+// runs): a Handler blocked in OnMessage for backpressure waits on it too. The channel is made on
+// the first call, so a session nobody asks costs nothing.
+func (s *Socket) Done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		if s.state == stateClosed {
+			return closedChan
+		}
+		s.done = make(chan struct{})
+	}
+	return s.done
+}
+
+// limit reports a limit the client hit to Options.OnLimit; call it without s.mu held.
+func (srv *Server) limit(name string) {
+	if f := srv.o.OnLimit; f != nil {
+		f(name)
 	}
 }
 
@@ -159,6 +188,7 @@ func (s *Socket) Send(msgs ...*Message) bool {
 		s.srv.log.Debug().Str("sid", s.id).Int("queued", s.queued+s.inflight).Msg("eio: client too slow, closing")
 		s.closeLocked("transport error")
 		s.unlockAPI()
+		s.srv.limit(LimitSlowConsumer)
 		return false
 	}
 	s.pushLocked(msgs, n)
@@ -279,6 +309,9 @@ func (s *Socket) closeLocked(reason string) {
 	}
 	s.state = stateClosed
 	s.reason = reason
+	if s.done != nil {
+		close(s.done)
+	}
 	if s.timer != nil {
 		s.timer.Stop()
 	}

@@ -20,6 +20,10 @@ const (
 	readBufSize = 512         // initial read buffer of a connection
 	maxKeepBuf  = 4 << 10     // larger read/assembly buffers are released after the message
 	closeWait   = time.Second // how long a closing connection waits for the peer's close frame
+	// maxCtrl bounds the control frames waiting for a write (pongs, "3probe", the close frame),
+	// so that a client that sends pings without reading cannot grow them: one pong at most is
+	// pending (a newer ping replaces it, as RFC 6455 allows), and extra probe answers are dropped.
+	maxCtrl = 4
 )
 
 var (
@@ -61,6 +65,7 @@ type wsConn struct {
 
 	// Guarded by s.mu.
 	ctrl        [][]byte  // raw frames written before queued messages (pongs, "3probe", close)
+	pongAt      int       // 1 + index in ctrl of the pending pong; 0 when none is pending
 	closeBy     time.Time // write deadline of the closing handshake (zero until then)
 	flushing    bool      // the writer goroutine is running
 	closeQueued bool      // the close frame is in ctrl: nothing is written after it
@@ -88,6 +93,9 @@ func (c *wsConn) attach(conn net.Conn, rw *bufio.ReadWriter) {
 	if n > 0 {
 		c.w, _ = rw.Reader.Read(c.rbuf[:n])
 	}
+	// net/http may have left a deadline of its own (an http.Server's ReadTimeout, say): from now
+	// on the connection's deadlines are ours.
+	_ = conn.SetDeadline(time.Time{})
 	c.conn = conn
 }
 
@@ -178,8 +186,10 @@ func (s *Socket) onProbePacket(c *wsConn, p eioparser.Packet, err error) {
 	}
 	switch {
 	case err == nil && !p.Binary && p.Type == eioparser.Ping && string(p.Data) == "probe":
-		c.ctrl = append(c.ctrl, probePong.frame)
-		c.kickLocked()
+		if len(c.ctrl) < maxCtrl && !c.closeQueued { // repeated probes to a client that does not read: dropped
+			c.ctrl = append(c.ctrl, probePong.frame)
+			c.kickLocked()
+		}
 		s.probed = true
 		if s.poll != nil {
 			s.poll.wakeLocked() // release the pending poll with a noop so the client can pause
@@ -286,7 +296,7 @@ func (c *wsConn) flushLoop(shared bool) {
 			bufs = append(bufs, c.ctrl...)
 			wroteClose = c.closeQueued // the close frame, if queued, is the last of ctrl
 			clear(c.ctrl)
-			c.ctrl = c.ctrl[:0]
+			c.ctrl, c.pongAt = c.ctrl[:0], 0
 			if s.ws == c && !c.closeQueued {
 				if len(s.queue) > 0 {
 					msgs = s.takeLocked()
@@ -311,26 +321,25 @@ func (c *wsConn) flushLoop(shared bool) {
 		limit := shared && !c.closeQueued
 		if limit {
 			_ = c.conn.SetWriteDeadline(time.Now().Add(sharedStall))
+		} else {
+			_ = c.conn.SetWriteDeadline(c.writeDeadlineLocked())
 		}
 		s.unlock()
 		wb := bufs // WriteTo consumes its receiver
 		_, err := wb.WriteTo(c.conn)
 		s.mu.Lock()
-		if limit {
-			_ = c.conn.SetWriteDeadline(c.closeBy) // no deadline, or the close's
-			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && len(wb) > 0 {
-				rest := append(net.Buffers(nil), wb...)
-				s.unlock()
-				go c.finishSlow(rest, msgs)
-				return
-			}
+		if limit && err != nil && errors.Is(err, os.ErrDeadlineExceeded) && len(wb) > 0 {
+			rest := append(net.Buffers(nil), wb...)
+			s.unlock()
+			go c.finishSlow(rest, msgs)
+			return
 		}
 		wrote = true
 		if err != nil {
 			if msgs != nil {
 				s.doneLocked(msgs)
 			}
-			c.writeFailed()
+			c.writeFailed(err)
 			return
 		}
 	}
@@ -340,32 +349,57 @@ func (c *wsConn) flushLoop(shared bool) {
 // goes on as the connection's own writer.
 func (c *wsConn) finishSlow(rest net.Buffers, msgs []*Message) {
 	s := c.s
+	s.mu.Lock()
+	_ = c.conn.SetWriteDeadline(c.writeDeadlineLocked())
+	s.mu.Unlock()
 	_, err := rest.WriteTo(c.conn)
 	s.mu.Lock()
 	if msgs != nil {
 		s.doneLocked(msgs)
 	}
 	if err != nil {
-		c.writeFailed()
+		c.writeFailed(err)
 		return
 	}
 	s.mu.Unlock()
 	c.flushLoop(false)
 }
 
+// writeDeadlineLocked is the deadline of a write by the connection's own
+// writer: WriteTimeout from now, or the closing handshake's if sooner.
+func (c *wsConn) writeDeadlineLocked() time.Time {
+	d := time.Now().Add(c.s.srv.o.WriteTimeout)
+	if !c.closeBy.IsZero() && c.closeBy.Before(d) {
+		return c.closeBy
+	}
+	return d
+}
+
 // writeFailed ends the writer after a failed write and closes the connection
-// (which ends the reader); s.mu is held and released.
-func (c *wsConn) writeFailed() {
+// (which ends the reader); s.mu is held and released. A write that outlived
+// WriteTimeout cuts off a client that does not read: "transport error",
+// reported as a slow consumer.
+func (c *wsConn) writeFailed(err error) {
 	s := c.s
 	c.flushing, c.closeSent = false, true
+	slow := false
 	switch {
 	case s.ws == c:
-		s.closeLocked("transport close") // as ws: a dead socket closes, it is not an error
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.closeQueued && s.state != stateClosed {
+			slow = true
+			s.srv.log.Debug().Str("sid", s.id).Msg("eio: write timed out, closing a slow client")
+			s.closeLocked("transport error")
+		} else {
+			s.closeLocked("transport close") // as ws: a dead socket closes, it is not an error
+		}
 	case s.probe == c:
 		s.abortProbeLocked()
 	}
 	s.unlock()
 	_ = c.conn.Close()
+	if slow {
+		s.srv.limit(LimitSlowConsumer)
+	}
 }
 
 // appendFrame appends the frame(s) of m; binary is sent as base64 text to b64 clients.
@@ -529,11 +563,19 @@ func (c *wsConn) payload(h ws.Header) ([]byte, error) {
 	return p, nil
 }
 
+// pong answers a ping. While a write is blocked only the answer to the most
+// recent ping waits (RFC 6455, 5.5.3), so pings from a client that does not
+// read cost nothing more.
 func (c *wsConn) pong(p []byte) {
 	f := ws.MustCompileFrame(ws.NewPongFrame(p)) // copies p
 	c.s.mu.Lock()
-	if !c.closeQueued {
+	switch {
+	case c.closeQueued:
+	case c.pongAt > 0:
+		c.ctrl[c.pongAt-1] = f
+	case len(c.ctrl) < maxCtrl:
 		c.ctrl = append(c.ctrl, f)
+		c.pongAt = len(c.ctrl)
 		c.kickLocked()
 	}
 	c.s.mu.Unlock()
