@@ -144,7 +144,7 @@ wait_for "redis-server" 10 redis_up
 for i in 1 2 3; do
   port="${PORTS[$((i - 1))]}"
   start "node$i" "$RUN_DIR/node$i.log" env ADAPTER=redis REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" NODE_ID="node$i" \
-    STICKY_COOKIE="$STICKY_COOKIE" ADDR="127.0.0.1:$port" LOG_FORMAT="${LOG_FORMAT:-console}" "$BIN"
+    STICKY_COOKIE="$STICKY_COOKIE" TRUSTED_PROXIES=127.0.0.1/32 ADDR="127.0.0.1:$port" LOG_FORMAT="${LOG_FORMAT:-console}" "$BIN"
 done
 for i in 1 2 3; do
   port="${PORTS[$((i - 1))]}"

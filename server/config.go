@@ -61,7 +61,7 @@ type Config struct {
 	SessionBindIP       bool          // SESSION_BIND_IP
 	HTTPIdleTimeout     time.Duration // HTTP_IDLE_TIMEOUT
 	HTTPReadTimeout     time.Duration // HTTP_READ_TIMEOUT
-	RateKickCooldown    time.Duration // RATE_KICK_COOLDOWN (negative: off)
+	RateKickCooldown    time.Duration // RATE_KICK_COOLDOWN (0: off)
 	DedupeMaxEntries    int           // DEDUPE_MAX_ENTRIES
 	MetricsToken        string        // METRICS_TOKEN
 	MetricsAddr         string        // METRICS_ADDR

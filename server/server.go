@@ -18,9 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/switchboard/switchboard/adapter"
+	"github.com/switchboard/switchboard/internal/clientip"
+	"github.com/switchboard/switchboard/internal/iplimit"
 	"github.com/switchboard/switchboard/internal/sio"
 	"github.com/switchboard/switchboard/middleware"
 	"github.com/switchboard/switchboard/namespaces"
@@ -99,18 +101,28 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		transports:    func() map[string]int { return s.io.TransportCounts() },
 		rooms:         func() int { return s.io.Of("/").LocalRoomCount() },
 		pending:       func() int { return s.io.PendingCount() },
-		authenticated: func() int { return s.io.Of("/").LocalCount() },
+		authenticated: func() int { return s.io.AuthenticatedCount() },
 		maxConns:      max(cfg.MaxConnections, 0),
 		recoveryBytes: func() int64 { return s.io.RecoveryLogBytes() },
 		dedupe:        st.dedupeLen,
 		ready:         func() bool { return s.readyErr() == nil },
 	})
 	s.redisLog.count = s.metrics.redisErrors.Inc
+	if d, ok := st.dedupe.(*adapter.MemoryDedupe); ok {
+		d.SetMaxEntries(cfg.DedupeMaxEntries, func() { s.metrics.Limit(sio.LimitDedupeEviction) })
+	}
 
 	recovery := cfg.RecoveryWindow
 	if recovery <= 0 {
 		recovery = -1 // off
 	}
+	ips, err := clientip.New(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
+	}
+	perIP := iplimit.New(iplimit.Config{
+		MaxSessions: max(cfg.MaxConnsPerIP, 0), Rate: max(cfg.HandshakeRatePerIP, 0), Burst: cfg.HandshakeBurstPerIP,
+	})
 	var cookie *http.Cookie
 	if cfg.StickyCookie != "" {
 		cookie = &http.Cookie{Name: cfg.StickyCookie, Value: s.cfg.NodeID, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
@@ -122,6 +134,9 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		ConnectTimeout: cfg.HandshakeTimeout,
 		MaxPending:     cfg.MaxPendingSessions,
 		MaxPayload:     cfg.MaxPayload,
+		MaxBuffered:    cfg.MaxBufferedBytes,
+		WriteTimeout:   cfg.WriteTimeout,
+		MaxInbound:     cfg.MaxInboundBytes,
 		RecoveryWindow: recovery,
 		CORSOrigins:    cfg.CORSOrigins,
 		Cookie:         cookie,
@@ -132,16 +147,25 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 			}
 			return nil
 		},
-		Logger:   s.log,
-		Observer: s.metrics,
+		RecoveryMaxBytes: cfg.RecoveryMaxBytes,
+		AckTimeout:       cfg.AckTimeout,
+		Admit:            func(ip string) (func(), error) { return admitIP(perIP, ip) },
+		ClientIP:         ips.ClientIP,
+		BindSessionIP:    cfg.SessionBindIP,
+		AnyOrigin:        s.devMode, // development accepts every Origin
+		Logger:           s.log,
+		Observer:         s.metrics,
 	})
 	s.io.Use(middleware.Auth(s.verifier, cfg.AuthQueryToken))
-	s.io.Use(middleware.Limits(cfg.MaxConnections, s.io.ClientsCount, cfg.MaxConnsPerUser, st.presence))
+	// Before Limits: a user cooling down costs no presence round trip.
+	kicks := middleware.NewCooldown(middleware.CooldownConfig{Base: cfg.RateKickCooldown}) // per node
+	s.io.Use(middleware.KickCooldown(kicks, func() { s.metrics.Limit(sio.LimitCooldown) }))
+	s.io.Use(middleware.Limits(cfg.MaxConnections, s.io.AuthenticatedCount, cfg.MaxConnsPerUser, st.presence))
 	burst := cfg.RateBurst
 	if burst <= 0 {
 		burst = int(2 * cfg.RateLimit)
 	}
-	s.io.Intercept(middleware.RateLimit(cfg.RateLimit, burst, floodDisconnectAfter, s.metrics.floodKicks.Inc))
+	s.io.Intercept(middleware.RateLimit(cfg.RateLimit, burst, floodDisconnectAfter, kicks, s.metrics.floodKicks.Inc))
 
 	s.rooms = namespaces.RegisterRooms(s.io, namespaces.RoomsConfig{
 		MessageMaxBytes: cfg.MessageMaxBytes,
@@ -156,6 +180,20 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		go run(bg, s)
 	}
 	return s, nil
+}
+
+// admitIP applies MAX_CONNECTIONS_PER_IP and HANDSHAKE_RATE_PER_IP to a new
+// session: 429 with Retry-After beyond either.
+func admitIP(l *iplimit.Limiter, ip string) (func(), error) {
+	release, retry, why := l.Acquire(ip)
+	switch why {
+	case "":
+		return release, nil
+	case iplimit.ReasonSessions:
+		return nil, &sio.Refusal{Status: http.StatusTooManyRequests, RetryAfter: retry, Limit: sio.LimitIPSessions, Message: "Too many sessions from this address"}
+	default:
+		return nil, &sio.Refusal{Status: http.StatusTooManyRequests, RetryAfter: retry, Limit: sio.LimitIPRate, Message: "Too many new sessions from this address"}
+	}
 }
 
 func (s *Server) setupAuth() error {
@@ -210,23 +248,16 @@ func (s *Server) MintToken(sub, name string, ttl time.Duration) (string, error) 
 
 // Mount registers Switchboard's routes on mux: the Socket.IO endpoint,
 // /healthz, /readyz, /metrics, /auth/dev-token and the demo page at /.
+// With METRICS_ADDR set, /metrics is not registered (Serve serves it on that
+// address; see MetricsHandler), nor are the probes with PROBES_ON_METRICS_ADDR.
 func (s *Server) Mount(mux *http.ServeMux) {
 	mux.Handle(s.io.Path(), s.io.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node": s.cfg.NodeID})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.draining.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
-			return
-		}
-		if err := s.readyErr(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	if !s.probesApart() {
+		s.mountProbes(mux)
+	}
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 	mux.HandleFunc("GET /auth/dev-token", s.devToken)
 	mux.Handle("/", http.FileServerFS(web.Files))
 }
@@ -254,6 +285,10 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if !loopbackPeer(r) { // tokens for anyone: only for this machine
+		writeJSON(w, http.StatusForbidden, map[string]any{"error": "the development token endpoint answers local clients only"})
+		return
+	}
 	sub, name := r.URL.Query().Get("sub"), r.URL.Query().Get("name")
 	if sub == "" || len(sub) > 128 {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "sub must be 1-128 characters"})
@@ -279,13 +314,17 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve serves on ln until ctx is done, then drains and shuts down.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+	hs := s.httpServer(s.Handler()) // timeouts: see httpServer
+	errc := make(chan error, 2)
+	if s.cfg.MetricsAddr != "" {
+		ms, mln, err := s.listenMetrics()
+		if err != nil {
+			return err
+		}
+		defer ms.Close() // after the drain: /readyz answers 503 there meanwhile
+		go func() { errc <- ms.Serve(mln) }()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(&countingListener{Listener: ln, m: s.metrics}) }()
+	go func() { errc <- hs.Serve(&countingListener{Listener: s.guardListener(ln), m: s.metrics}) }()
 	if s.cfg.PprofAddr != "" {
 		go s.servePprof(ctx)
 	}

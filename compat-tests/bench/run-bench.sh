@@ -16,7 +16,7 @@
 # Each scenario runs against Switchboard and Node alternately (A B A B ...), each run on a fresh
 # server process. With taskset and at least 2 CPUs, the server is pinned to CPU 0 and the load
 # generator to CPU 1 (LOAD_CPUS; so Switchboard gets GOMAXPROCS=1 and Node its one core). Both get
-# the same settings: RATE_LIMIT=0, MAX_CONNECTIONS=0, MAX_CONNECTIONS_PER_USER=0, defaults
+# the same settings: RATE_LIMIT=0, MAX_CONNECTIONS=0, MAX_CONNECTIONS_PER_USER=0, per-IP limits off, defaults
 # otherwise (connection state recovery on, 2m). Results: one JSON line per run in
 # results.jsonl, then a table of medians with the ratio Switchboard/Node per metric.
 set -euo pipefail
@@ -135,7 +135,7 @@ if [ -n "$ONLY" ]; then IFS=, read -r -a SCENARIOS <<<"$ONLY"; fi
 SERVER_PID=""
 # Same settings for both servers. env and taskset exec the server, so $! is the server's pid.
 SERVER_ENV=(env JWT_SECRET="$SECRET" ADDR="127.0.0.1:$PORT" RATE_LIMIT=0 MAX_CONNECTIONS=0 MAX_CONNECTIONS_PER_USER=0
-	LOG_LEVEL=warn DRAIN_TIMEOUT=1s)
+	MAX_CONNECTIONS_PER_IP=0 HANDSHAKE_RATE_PER_IP=0 MAX_PENDING_SESSIONS=0 LOG_LEVEL=warn DRAIN_TIMEOUT=1s)
 start_server() { # kind logfile
 	local kind=$1 logf=$2
 	if curl -fsS -o /dev/null "$URL/healthz" 2>/dev/null; then

@@ -255,6 +255,7 @@ export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, 
         REDIS_URL: c.redis.url,
         NODE_ID: `node${i + 1}`,
         STICKY_COOKIE,
+        TRUSTED_PROXIES: '127.0.0.1/32', // the balancers' X-Forwarded-For names the client
         LOG_LEVEL: process.env.CLUSTER_LOG_LEVEL || 'warn',
         ...env,
       },

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -54,12 +55,37 @@ type ConnectError struct {
 
 func (e *ConnectError) Error() string { return "connect_error: " + e.Message }
 
+// HTTPError is a refused WebSocket handshake.
+type HTTPError struct {
+	Status     int
+	RetryAfter string
+	err        error
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("handshake refused: HTTP %d: %v", e.Status, e.err)
+}
+
 // Dial opens a WebSocket to baseURL (http://host:port) at path (e.g.
 // "/socket.io/") and connects to namespace nsp with the auth payload.
 func Dial(ctx context.Context, baseURL, path, nsp string, auth any, header http.Header) (*Client, error) {
+	return DialFrom(ctx, "", baseURL, path, nsp, auth, header)
+}
+
+// DialFrom is Dial from the local IP from (e.g. "127.0.0.2", to act as
+// another client address on loopback); "" lets the system choose.
+func DialFrom(ctx context.Context, from, baseURL, path, nsp string, auth any, header http.Header) (*Client, error) {
 	u := "ws" + strings.TrimPrefix(baseURL, "http") + path + "?EIO=4&transport=websocket"
-	ws, _, err := websocket.DefaultDialer.DialContext(ctx, u, header)
+	d := *websocket.DefaultDialer
+	if from != "" {
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		d.NetDialContext = nd.DialContext
+	}
+	ws, resp, err := d.DialContext(ctx, u, header)
 	if err != nil {
+		if resp != nil {
+			return nil, &HTTPError{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After"), err: err}
+		}
 		return nil, fmt.Errorf("dial %s: %w", u, err)
 	}
 	c := &Client{ws: ws, nsp: nsp, acks: map[uint64]chan json.RawMessage{},

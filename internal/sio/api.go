@@ -33,9 +33,28 @@ type Options struct {
 	ConnectTimeout time.Duration // time a new session has to join a namespace; default 10s
 	// MaxPending bounds sessions that have joined no namespace yet: further
 	// handshakes get 503 with Retry-After. Zero or negative: no limit.
-	MaxPending     int
-	MaxPayload     int64         // bytes per message (and per polling body); default 1e6
+	MaxPending int
+	MaxPayload int64 // bytes per message (and per polling body); default 1e6
+	// MaxBuffered bounds the outbound bytes queued per connection; beyond, the
+	// client is cut off as a slow consumer. Default 1 MiB (eio.Options).
+	MaxBuffered int
+	// WriteTimeout bounds every write to a client; a longer one cuts it off as
+	// a slow consumer. Default 10s (eio.Options).
+	WriteTimeout time.Duration
+	// MaxInbound bounds the bytes of a connection's input held for its
+	// handlers (queued packets, their attachments, a binary packet being
+	// assembled, plus a small overhead per message); at the budget its reader
+	// pauses until the handlers catch up. Default 2_000_000; raised to
+	// MaxPayload (plus that overhead) when lower.
+	MaxInbound     int
 	RecoveryWindow time.Duration // connection state recovery; default 2m, negative disables
+	// RecoveryMaxBytes caps the encoded broadcasts each namespace keeps for
+	// recovery on this node; the oldest are evicted first (their sessions
+	// get a fresh one). Default 64 MiB; negative: no cap.
+	RecoveryMaxBytes int64
+	// AckTimeout is how long an ack the server asked a client for is waited
+	// for; then it is forgotten (LimitAckExpired). Default 30s.
+	AckTimeout     time.Duration
 	HandlerTimeout time.Duration // deadline of the ctx given to handlers; default 10s
 	CORSOrigins    []string      // allowed browser origins; empty sends no CORS headers
 	Cookie         *http.Cookie  // sent on the handshake, for sticky load balancers; nil sends none
@@ -71,11 +90,23 @@ func (o *Options) defaults() {
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = 1_000_000
 	}
+	if o.MaxInbound <= 0 {
+		o.MaxInbound = 2_000_000
+	}
+	if minIn := int(o.MaxPayload) + inboundOverhead; o.MaxInbound < minIn {
+		o.MaxInbound = minIn // one message of MaxPayload always fits
+	}
 	if o.RecoveryWindow == 0 {
 		o.RecoveryWindow = 2 * time.Minute
 	}
 	if o.HandlerTimeout <= 0 {
 		o.HandlerTimeout = 10 * time.Second
+	}
+	if o.RecoveryMaxBytes == 0 {
+		o.RecoveryMaxBytes = 64 << 20
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 30 * time.Second
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
@@ -119,6 +150,7 @@ type Handshake struct {
 	Header     http.Header    // headers of the request that opened the connection
 	Query      url.Values
 	RemoteAddr string
+	Pending    bool  // the session has joined no namespace yet (its first connect)
 	Recovered  bool  // the client resumed a session within the recovery window
 	Previous   *User // the user of the resumed session, when Recovered
 	User       *User // set by the auth middleware: the connection's identity

@@ -1,14 +1,20 @@
 package sio
 
+import "github.com/switchboard/switchboard/internal/engine/eio"
+
+// Refusal refuses a new session from Options.Admit or AllowRequest with a
+// status (default 403), a Retry-After and the limit's name.
+type Refusal = eio.Refusal
+
 // Names of the limits a client can hit, as reported to Observer.Limit (the
 // engine's are passed through unchanged).
 const (
 	LimitPending        = "handshake_pending_limit" // MAX_PENDING_SESSIONS: handshake refused
 	LimitIPSessions     = "handshake_ip_limit"      // MAX_CONNECTIONS_PER_IP: handshake refused
 	LimitIPRate         = "handshake_ip_rate"       // HANDSHAKE_RATE_PER_IP: handshake refused
-	LimitOrigin         = "handshake_origin"        // Origin not allowed: handshake or upgrade refused
+	LimitOrigin         = eio.LimitOrigin           // Origin not allowed: handshake or upgrade refused
 	LimitCooldown       = "handshake_cooldown"      // RATE_KICK_COOLDOWN: connect refused
-	LimitSessionIP      = "session_ip_mismatch"     // SESSION_BIND_IP: request for a sid from another IP
+	LimitSessionIP      = eio.LimitSessionIP        // SESSION_BIND_IP: request for a sid from another IP
 	LimitHandshakeTime  = "handshake_timeout"       // HANDSHAKE_TIMEOUT: session closed, no namespace joined
 	LimitSlowConsumer   = "slow_consumer"           // MAX_BUFFERED_BYTES / WRITE_TIMEOUT: client cut off
 	LimitInboundPaused  = "inbound_paused"          // MAX_INBOUND_BYTES: reader paused for backpressure

@@ -43,6 +43,8 @@ func NewServer(opts Options) *Server {
 		PingInterval: opts.PingInterval,
 		PingTimeout:  opts.PingTimeout,
 		MaxPayload:   opts.MaxPayload,
+		MaxBuffered:  opts.MaxBuffered,
+		WriteTimeout: opts.WriteTimeout,
 		CORSOrigins:  cors,
 		Cookie:       opts.Cookie,
 		AllowRequest: func(r *http.Request) error {
@@ -83,6 +85,10 @@ func (s *Server) Intercept(fn Interceptor) { s.interceptors = append(s.intercept
 
 // PendingCount is the number of sessions that have joined no namespace yet.
 func (s *Server) PendingCount() int { return int(s.pending.Load()) }
+
+// AuthenticatedCount is the number of sessions that have joined a namespace
+// (passed its middleware): what MAX_CONNECTIONS counts.
+func (s *Server) AuthenticatedCount() int { return max(s.eng.Count()-s.PendingCount(), 0) }
 
 // ClientsCount is the number of open Engine.IO connections on this node.
 func (s *Server) ClientsCount() int { return s.eng.Count() }

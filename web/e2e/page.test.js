@@ -22,7 +22,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP = 15_000; // upper bound of any single wait in this file
 
 // Settings that would change the server's mode or behaviour: never inherited from the caller's environment.
-const CONFIG_ENV = /^(ADDR|SOCKETIO_PATH|JWT_|AUTH_|MAX_|MESSAGE_|DEDUPE_|RECOVERY_|RATE_|PING_|HANDSHAKE_|CORS_|NODE_ID|DRAIN_|LOG_|REDIS)/;
+const CONFIG_ENV = /^(ADDR|SOCKETIO_PATH|JWT_|AUTH_|MAX_|MESSAGE_|DEDUPE_|RECOVERY_|RATE_|PING_|HANDSHAKE_|CORS_|NODE_ID|DRAIN_|LOG_|REDIS|TRUSTED_|SESSION_|HTTP_|METRICS_|PROBES_|WRITE_|ACK_|ADAPTER)/;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
