@@ -12,7 +12,8 @@ import (
 
 func TestCloseGracefulPolling(t *testing.T) {
 	e := newEnv(t)
-	// Data queued, no poll pending: the next poll gets the data then the close packet.
+	// Data queued, no poll pending: the next poll gets the data, the one after the close packet
+	// (Node's socket.close waits for "drain", then its polling transport sends close on the next poll).
 	sid, r := e.handshake()
 	r.s.Send(TextMessage([]byte("x")), BinaryMessage([]byte{1}))
 	r.s.Close()
@@ -20,7 +21,10 @@ func TestCloseGracefulPolling(t *testing.T) {
 		t.Error("Send accepted while closing")
 	}
 	r.stillOpen(20 * time.Millisecond) // waits for the client to poll
-	if got := e.poll(sid); got != "4x\x1ebAQ==\x1e1" {
+	if got := e.poll(sid); got != "4x\x1ebAQ==" {
+		t.Errorf("poll with the queued data %q", got)
+	}
+	if got := e.poll(sid); got != "1" {
 		t.Errorf("last poll %q", got)
 	}
 	r.wantClosed("forced close")
@@ -47,7 +51,9 @@ func TestCloseGracefulPolling(t *testing.T) {
 	r.s.Close()
 	e.post(sid, "4ignored")
 	r.noMessage(20 * time.Millisecond)
-	e.poll(sid)
+	if got := e.poll(sid) + "|" + e.poll(sid); got != "4q|1" {
+		t.Errorf("polls while closing %q, want the data then the close packet", got)
+	}
 	r.wantClosed("forced close")
 }
 

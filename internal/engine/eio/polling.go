@@ -142,12 +142,10 @@ func (s *Socket) pollLocked(p *polling, released bool) (out []*Message, taken, o
 	case s.state == stateClosed:
 		return []*Message{closePacket}, false, true
 	case len(s.queue) > 0:
-		out = s.takeLocked()
-		if s.state == stateClosing { // graceful close: the data, then the close packet
-			out = append(out, closePacket)
-			s.closeLocked(s.closeReason)
-		}
-		return out, true, true
+		// In a graceful close the close packet goes in the next poll, as in Node (which flushes
+		// the buffer, then closes): in one payload with the data, socket.io-client handles the
+		// close before a DISCONNECT packet that came first (it defers packets to a microtask).
+		return s.takeLocked(), true, true
 	case s.state == stateClosing:
 		s.closeLocked(s.closeReason)
 		return []*Message{closePacket}, false, true
