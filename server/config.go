@@ -151,7 +151,7 @@ func settings() []setting {
 		{"ACK_TIMEOUT", "30s", "how long the server waits for a client's answer to an event it emitted with an ack", dur(func(c *Config) *time.Duration { return &c.AckTimeout })},
 		{"MAX_PENDING_SESSIONS", "1000", "Engine.IO sessions not yet connected to a namespace, per node (0: no limit)", num(func(c *Config) *int { return &c.MaxPendingSessions })},
 		{"HANDSHAKE_TIMEOUT", "10s", "time a new session has to connect to a namespace (Node's connectTimeout, 45s there)", dur(func(c *Config) *time.Duration { return &c.HandshakeTimeout })},
-		{"MAX_CONNECTIONS_PER_IP", "200", "Engine.IO sessions per client IP (0: no limit; 429 beyond)", num(func(c *Config) *int { return &c.MaxConnsPerIP })},
+		{"MAX_CONNECTIONS_PER_IP", "200", "Engine.IO sessions per client IP (0: no limit; 429 beyond); TCP connections per peer IP are capped at twice this", num(func(c *Config) *int { return &c.MaxConnsPerIP })},
 		{"HANDSHAKE_RATE_PER_IP", "20", "new sessions per second per client IP (0: no limit; 429 with Retry-After beyond)", func(c *Config, v string) error {
 			f, err := strconv.ParseFloat(v, 64)
 			c.HandshakeRatePerIP = f

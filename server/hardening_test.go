@@ -338,3 +338,72 @@ func TestTrustedProxiesNameTheClient(t *testing.T) {
 		t.Fatalf("forged X-Forwarded-For escaped the per-IP limit: %d", a.status)
 	}
 }
+
+// Measurement 3: idle connections from one IP cannot take every file
+// descriptor: beyond 2 x MAX_CONNECTIONS_PER_IP they are answered 429 and
+// closed, and idle keep-alive ones are closed after HTTP_IDLE_TIMEOUT.
+func TestIdleConnectionsFromOneIPAreBounded(t *testing.T) {
+	cfg := hardenedConfig()
+	cfg.MaxConnsPerIP = 5
+	cfg.HTTPIdleTimeout = 300 * time.Millisecond
+	n := startNode(t, cfg, nil)
+	addr := strings.TrimPrefix(n.url, "http://")
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(attackerIP)}, Timeout: 2 * time.Second}
+	var conns []net.Conn
+	refused := 0
+	for range 15 {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 512)
+		k, _ := c.Read(buf)
+		if strings.HasPrefix(string(buf[:k]), "HTTP/1.1 429") {
+			refused++
+		} else if !strings.HasPrefix(string(buf[:k]), "HTTP/1.1 200") {
+			t.Fatalf("answer %q", buf[:k])
+		}
+	}
+	if refused != 5 {
+		t.Fatalf("%d of 15 connections refused, want 5 (cap 10)", refused)
+	}
+	if a := do(t, httpFrom(bystanderIP), "GET", n.url+"/healthz", nil, ""); a.status != 200 {
+		t.Fatalf("another IP's /healthz: %+v", a)
+	}
+	if !metric(t, n.url, `switchboard_handshake_refusals_total{reason="ip_connections"} 5`) {
+		t.Fatal("refused connections not counted")
+	}
+	// The idle keep-alive connections are closed by the server.
+	start := time.Now()
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("data on an idle connection")
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("idle keep-alive connection still open after %v", time.Since(start))
+		}
+		c.Close()
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		buf := make([]byte, 64)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		k, _ := c.Read(buf)
+		c.Close()
+		if strings.HasPrefix(string(buf[:k]), "HTTP/1.1 200") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the attacker's IP still refused after its connections closed: %q", buf[:k])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard/switchboard/internal/acceptguard"
+	"github.com/switchboard/switchboard/internal/iplimit"
+	"github.com/switchboard/switchboard/internal/sio"
 )
 
 // HTTP hygiene of the listeners Serve runs (issue 10, "Hardening").
@@ -98,6 +100,15 @@ func (s *Server) guardListener(ln net.Listener) net.Listener {
 			s.log.Warn().Err(err).Msg("accept failed: shedding connections or backing off (logged at most once a second)")
 		},
 	})
+}
+
+// perIPListener caps the TCP connections one client IP holds open at twice
+// MAX_CONNECTIONS_PER_IP (a polling session uses two: its poll and its
+// POST), so that idle keep-alive or half-sent requests from one address
+// cannot use up the file descriptors. Trusted proxies carry many clients and
+// are not counted (their clients are, by session, from X-Forwarded-For).
+func (s *Server) perIPListener(ln net.Listener) net.Listener {
+	return iplimit.NewListener(ln, 2*s.cfg.MaxConnsPerIP, s.clientIPs.Trusts, func() { s.metrics.Limit(sio.LimitIPConns) })
 }
 
 // MetricsHandler serves the node's Prometheus metrics, behind METRICS_TOKEN

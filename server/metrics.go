@@ -48,6 +48,7 @@ var limitCounters = []struct{ limit, name, label, help string }{
 	{sio.LimitPending, "switchboard_handshake_refusals_total", "pending_limit", ""},
 	{sio.LimitIPSessions, "switchboard_handshake_refusals_total", "ip_limit", ""},
 	{sio.LimitIPRate, "switchboard_handshake_refusals_total", "ip_rate", ""},
+	{sio.LimitIPConns, "switchboard_handshake_refusals_total", "ip_connections", ""},
 	{sio.LimitOrigin, "switchboard_handshake_refusals_total", "origin", ""},
 	{sio.LimitCooldown, "switchboard_handshake_refusals_total", "cooldown", ""},
 	{sio.LimitSessionIP, "switchboard_session_ip_mismatch_total", "", "Requests for an existing session from another client IP, refused (SESSION_BIND_IP)."},
@@ -64,7 +65,7 @@ func newMetrics(g gauges) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(), limits: map[string]prometheus.Counter{}}
 	refusals := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_handshake_refusals_total",
-		Help: "New sessions or connects refused by a limit: pending_limit, ip_limit, ip_rate, origin, cooldown.",
+		Help: "New sessions or connects refused by a limit: pending_limit, ip_limit, ip_rate, ip_connections (TCP), origin, cooldown.",
 	}, []string{"reason"})
 	m.reg.MustRegister(refusals)
 	for _, l := range limitCounters {

@@ -69,6 +69,9 @@ type Server struct {
 	ready    func() error // nil when nothing external must be up
 	stopBg   context.CancelFunc
 	redisLog *rateLog
+	// clientIPs resolves client IPs (TRUSTED_PROXIES); its trusted peers are
+	// not counted by the per-IP TCP connection cap.
+	clientIPs *clientip.Resolver
 }
 
 // New builds a node from cfg (start from Defaults()). Namespace "/" is
@@ -120,6 +123,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
 	}
+	s.clientIPs = ips
 	perIP := iplimit.New(iplimit.Config{
 		MaxSessions: max(cfg.MaxConnsPerIP, 0), Rate: max(cfg.HandshakeRatePerIP, 0), Burst: cfg.HandshakeBurstPerIP,
 	})
@@ -324,7 +328,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer ms.Close() // after the drain: /readyz answers 503 there meanwhile
 		go func() { errc <- ms.Serve(mln) }()
 	}
-	go func() { errc <- hs.Serve(&countingListener{Listener: s.guardListener(ln), m: s.metrics}) }()
+	go func() {
+		errc <- hs.Serve(&countingListener{Listener: s.perIPListener(s.guardListener(ln)), m: s.metrics})
+	}()
 	if s.cfg.PprofAddr != "" {
 		go s.servePprof(ctx)
 	}

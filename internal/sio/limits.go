@@ -12,6 +12,7 @@ const (
 	LimitPending        = "handshake_pending_limit" // MAX_PENDING_SESSIONS: handshake refused
 	LimitIPSessions     = "handshake_ip_limit"      // MAX_CONNECTIONS_PER_IP: handshake refused
 	LimitIPRate         = "handshake_ip_rate"       // HANDSHAKE_RATE_PER_IP: handshake refused
+	LimitIPConns        = "tcp_ip_limit"            // 2 x MAX_CONNECTIONS_PER_IP TCP connections: connection refused
 	LimitOrigin         = eio.LimitOrigin           // Origin not allowed: handshake or upgrade refused
 	LimitCooldown       = "handshake_cooldown"      // RATE_KICK_COOLDOWN: connect refused
 	LimitSessionIP      = eio.LimitSessionIP        // SESSION_BIND_IP: request for a sid from another IP
