@@ -329,8 +329,8 @@ func (c *client) enqueue(fn func(), size int) {
 }
 
 // push queues a hook (disconnect): it is not input, so it never waits and is
-// never refused. The flag is ignored (client packets go through enqueue).
-func (c *client) push(fn func(), _ bool) {
+// never refused (client packets go through enqueue).
+func (c *client) push(fn func()) {
 	c.qmu.Lock()
 	c.queueLocked(task{fn: fn})
 }

@@ -492,7 +492,7 @@ func (c *Conn) close(reason string) {
 		})
 		c.release.run()
 		close(c.hooksDone)
-	}, false)
+	})
 }
 
 // saveSession keeps the cluster's copy of a connected session current.
