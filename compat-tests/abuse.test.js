@@ -5,6 +5,10 @@ import assert from 'node:assert/strict';
 import { describe, test, standardHooks, serverFor, connect, connectError, ack, once, waitFor, sleep, token, assertAlive, client } from './helpers/index.js';
 import { joinOk, sendOk } from './helpers/room.js';
 import { rawWs, rawPolling, httpRequest } from './helpers/raw.js';
+import fs from 'node:fs';
+import net from 'node:net';
+import crypto from 'node:crypto';
+import { startServer } from './helpers/index.js';
 
 standardHooks();
 
@@ -203,5 +207,211 @@ describe('bad input', () => {
       assert.ok(raw2.frames.some((f) => typeof f === 'string' && f.startsWith('44')), 'expected a CONNECT_ERROR packet');
       raw2.close();
     });
+  });
+});
+
+// ---- A client that never reads (issue 10: "sends max-size payloads as fast as it can while never reading") ----
+// The attacker speaks WebSocket over a bare net.Socket: after CONNECT and join-room it pauses the socket and never
+// reads again, while it writes 900 KB packets (a message of 4,000 text bytes padded to 900 KB with a field the
+// server ignores) as fast as the socket drains. Every packet is accepted and broadcast back to the attacker's own
+// room, so each also queues ~4 KB (the message and its ack) for a client that never takes it: the server's reader
+// is throttled by MAX_INBOUND_BYTES and its writer fills the kernel buffers, then MAX_BUFFERED_BYTES / WRITE_TIMEOUT
+// cut the client off. RATE_LIMIT is off so that the byte budget, not the flood kick, is what ends it.
+
+/** A masked (zero key: the payload goes out unchanged) text frame header for n payload bytes. */
+function frameHeader(n) {
+  let h;
+  if (n < 126) {
+    h = Buffer.alloc(6);
+    h[1] = 0x80 | n;
+  } else if (n < 65536) {
+    h = Buffer.alloc(8);
+    h[1] = 0x80 | 126;
+    h.writeUInt16BE(n, 2);
+  } else {
+    h = Buffer.alloc(14);
+    h[1] = 0x80 | 127;
+    h.writeBigUInt64BE(BigInt(n), 2);
+  }
+  h[0] = 0x81;
+  return h;
+}
+
+/**
+ * Opens a WebSocket session on a bare socket, CONNECTs with `tok`, joins `room`, then stops reading for good.
+ * Returns { socket, closed (promise), closedAt(), error() }.
+ */
+async function nonReader(url, tok, room) {
+  const { hostname, port } = new URL(url);
+  const socket = net.connect({ host: hostname, port: Number(port) });
+  socket.setNoDelay(true);
+  let closedAt = null;
+  let error = null;
+  socket.on('error', (e) => { error = e; });
+  const closed = new Promise((resolve) => socket.once('close', () => { closedAt = Date.now(); resolve(); }));
+  await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+  const send = (s) => { const p = Buffer.from(s); socket.write(Buffer.concat([frameHeader(p.length), p])); };
+  let buf = Buffer.alloc(0);
+  let upgraded = false;
+  let refused = null;
+  const texts = [];
+  const onData = (d) => {
+    buf = Buffer.concat([buf, d]);
+    if (!upgraded) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = buf.subarray(0, end).toString();
+      if (!/^HTTP\/1\.1 101/.test(head)) {
+        refused = `upgrade refused: ${head.split('\r\n')[0]}`;
+        return;
+      }
+      upgraded = true;
+      buf = buf.subarray(end + 4);
+    }
+    while (buf.length >= 2) { // the server's frames are small and unmasked here
+      let n = buf[1] & 0x7f;
+      let off = 2;
+      if (n === 126) { if (buf.length < 4) return; n = buf.readUInt16BE(2); off = 4; }
+      if (n === 127) { if (buf.length < 10) return; n = Number(buf.readBigUInt64BE(2)); off = 10; }
+      if (buf.length < off + n) return;
+      if ((buf[0] & 0x0f) === 1) texts.push(buf.subarray(off, off + n).toString());
+      buf = buf.subarray(off + n);
+    }
+  };
+  socket.on('data', onData);
+  const key = crypto.randomBytes(16).toString('base64');
+  socket.write(`GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\n`
+    + `Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`);
+  const frame = (pred, what) => waitFor(() => {
+    if (refused) throw new Error(refused);
+    return texts.find(pred);
+  }, 5000, { message: what });
+  await frame((f) => f.startsWith('0{'), 'engine.io open packet');
+  send(`40${JSON.stringify({ token: tok })}`);
+  await frame((f) => f.startsWith('40') || f.startsWith('44'), 'CONNECT reply');
+  assert.ok(texts.some((f) => f.startsWith('40{')), `CONNECT refused: ${texts.join(' | ')}`);
+  send(`420${JSON.stringify(['join-room', room])}`);
+  const joined = await frame((f) => f.startsWith('430['), 'join-room ack');
+  assert.match(joined, /^430\[\{"ok":true/);
+  // From here on nothing is read: what the server sends piles up in the kernel buffers, then in the server.
+  socket.off('data', onData);
+  socket.pause();
+  return { socket, closed, closedAt: () => closedAt, error: () => error };
+}
+
+function rssOf(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+async function metricValue(srv, name) {
+  const res = await fetch(`${srv.url}/metrics`, { signal: AbortSignal.timeout(3000) });
+  const text = await res.text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+describe('a client that never reads', () => {
+  const PACKET_BYTES = 900_000; // under MAX_PAYLOAD (1,000,000): every packet is taken, none closes the client
+  const MAX_PACKETS = 2000;
+  const MAX_MS = 15_000;
+  // RSS budget. What one connection may make the node hold: MAX_INBOUND_BYTES (2 MB) of input waiting for its
+  // handler, MAX_BUFFERED_BYTES (1 MiB) queued for it, the frame being read (up to MAX_PAYLOAD, 1 MB) and its parse
+  // (the decoded array and the message strings, ~2 x 1 MB), the recovery log's share (4 KB per accepted message,
+  // ~8 MB for 2,000 packets). That is ~15 MB of live data; the Go heap is collected at twice the live heap
+  // (GOGC=100) and freed pages go back to the OS lazily, so RSS may rise to about twice that: ~30 MB. The bound is
+  // twice that again as margin for allocator and scheduling noise. Measured on a 2-core machine: a growth of 20-24 MB over 9 runs
+  // (printed as a diagnostic). Without the budget (issue 10's 4,096-packet inbound queue, 16 MiB outbound with no write
+  // deadline) the same client makes the node hold gigabytes.
+  const RSS_BUDGET = 64 * 1024 * 1024;
+
+  test('a client that sends max-size payloads as fast as it can and never reads is cut off, and the node\'s RSS stays within its budget', async (t) => {
+    const srv = await startServer({ env: { MAX_PAYLOAD: '1000000', WRITE_TIMEOUT: '2s', RATE_LIMIT: '0' } });
+    const pid = srv.proc.pid;
+    let sampler;
+    let attacker;
+    try {
+      const bystander = await connect(srv.url, { transports: ['websocket'], user: 'bystander' });
+      await joinOk(bystander, 'calm-nonreader');
+      attacker = await nonReader(srv.url, token('mallory'), 'nonreader');
+      await sleep(300);
+      const baseline = rssOf(pid);
+      let peak = baseline;
+      sampler = setInterval(() => {
+        try { peak = Math.max(peak, rssOf(pid)); } catch { /* exited: the assertions below say so */ }
+      }, 100);
+
+      // The bystander asks presence every 100 ms; every ack must come within 2 s.
+      const latencies = [];
+      const failures = [];
+      let stop = false;
+      const bystanderLoop = (async () => {
+        while (!stop) {
+          const t0 = Date.now();
+          try {
+            const a = await bystander.timeout(2000).emitWithAck('presence', 'calm-nonreader');
+            if (a?.ok === true) latencies.push(Date.now() - t0);
+            else failures.push(JSON.stringify(a));
+          } catch (e) {
+            failures.push(e.message);
+          }
+          await sleep(100);
+        }
+      })();
+
+      const body = Buffer.from(JSON.stringify(['message', { roomId: 'nonreader', text: 't'.repeat(4000), pad: 'p'.repeat(PACKET_BYTES - 4100) }]));
+      const { socket } = attacker;
+      const t0 = Date.now();
+      let packets = 0;
+      let bytes = 0;
+      let drainedMs = 0; // when the socket last took everything written (after that the server stopped reading)
+      while (attacker.closedAt() === null && packets < MAX_PACKETS && Date.now() - t0 < MAX_MS) {
+        const prefix = Buffer.from(`42${packets + 1}`);
+        const header = frameHeader(prefix.length + body.length);
+        socket.cork();
+        socket.write(header);
+        socket.write(prefix);
+        const more = socket.write(body);
+        socket.uncork();
+        packets++;
+        bytes += header.length + prefix.length + body.length;
+        if (!more) {
+          await Promise.race([new Promise((r) => socket.once('drain', r)), attacker.closed, sleep(Math.max(0, MAX_MS - (Date.now() - t0)))]);
+        }
+        if (attacker.closedAt() === null && socket.writableLength === 0) drainedMs = Date.now() - t0;
+      }
+      // Out of packets before the cut: keep the connection written to (tiny WebSocket pings, never reading) so
+      // that a close by the server is seen, until the time bound.
+      while (attacker.closedAt() === null && Date.now() - t0 < MAX_MS) {
+        socket.write(Buffer.from([0x89, 0x80, 0, 0, 0, 0]));
+        await Promise.race([attacker.closed, sleep(100)]);
+      }
+      const cutMs = attacker.closedAt() === null ? null : attacker.closedAt() - t0;
+      await sleep(500); // the bystander goes on a little after the cut
+      stop = true;
+      await bystanderLoop;
+      clearInterval(sampler);
+      sampler = null;
+      peak = Math.max(peak, rssOf(pid));
+      const growth = peak - baseline;
+      const slow = await metricValue(srv, 'switchboard_slow_consumer_disconnects_total');
+      const paused = await metricValue(srv, 'switchboard_inbound_paused_total');
+      const mbs = (b) => (b / 1048576).toFixed(1);
+      t.diagnostic(`attacker: ${packets} packets (${mbs(bytes)} MB) written, the last drained at ${drainedMs} ms, cut off after ${cutMs} ms (${attacker.error()?.code ?? 'close'}); `
+        + `server RSS baseline ${mbs(baseline)} MB, peak ${mbs(peak)} MB, growth ${mbs(growth)} MB; `
+        + `slow-consumer cuts ${slow}, inbound pauses ${paused}; bystander ${latencies.length} acks, max ${Math.max(0, ...latencies)} ms, ${failures.length} failures`);
+
+      assert.notEqual(cutMs, null, `the non-reader was not cut off within ${MAX_MS} ms (${packets} packets, ${mbs(bytes)} MB written)`);
+      assert.equal(slow, 1, 'the cut is counted as a slow consumer (MAX_BUFFERED_BYTES or WRITE_TIMEOUT), not something else');
+      assert.ok(growth < RSS_BUDGET, `server RSS grew by ${mbs(growth)} MB (baseline ${mbs(baseline)}, peak ${mbs(peak)}), budget ${mbs(RSS_BUDGET)} MB`);
+      assert.deepEqual(failures, [], 'every bystander presence is acknowledged within 2 s');
+      assert.ok(latencies.length >= 5, `the bystander got only ${latencies.length} acks`);
+      await assertAlive(srv);
+      assert.equal(bystander.connected, true, 'the bystander stayed connected');
+    } finally {
+      if (sampler) clearInterval(sampler);
+      attacker?.socket.destroy();
+      await srv.stop();
+    }
   });
 });

@@ -10,6 +10,8 @@
 //	switchboard-load polling --clients 500 --interval 1s
 //	switchboard-load serve   [switchboard flags]   Switchboard in-process, with --pprof-addr
 //	switchboard-load report  results.jsonl...      table of medians with ratios
+//	switchboard-load attack  MODE [flags]          hostile clients of issue 10 (handshake-flood,
+//	                                               recovery-flood, keepalive, sid-theft, nonreader)
 //
 // Each scenario prints progress on stderr and one JSON object on stdout.
 // Targets must be loopback addresses; every phase is bounded in time.
@@ -46,7 +48,9 @@ func main() {
 const usage = `usage: switchboard-load SCENARIO [flags]
 scenarios: idle, echo, fanout, rooms, polling
 other:     serve (Switchboard in-process with net/http/pprof), report (aggregate results),
-           blast (a do-nothing fan-out server: measures the load generator's own ceiling)
+           blast (a do-nothing fan-out server: measures the load generator's own ceiling),
+           attack MODE (hostile clients of issue 10: handshake-flood, recovery-flood, keepalive, sid-theft,
+           nonreader; "switchboard-load attack -h" for what each does and the server settings it needs)
 run "switchboard-load SCENARIO -h" for the flags`
 
 func run(args []string) error {
@@ -61,6 +65,8 @@ func run(args []string) error {
 		return report(args[1:], os.Stdout)
 	case "blast":
 		return blast(args[1:])
+	case "attack":
+		return attack(args[1:])
 	case "idle", "echo", "fanout", "rooms", "polling":
 	case "-h", "--help", "help":
 		fmt.Fprintln(os.Stderr, usage)
