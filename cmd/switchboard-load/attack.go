@@ -1358,23 +1358,8 @@ func nonReaderBody(o *attackOptions) []byte {
 	return append(b, `"}]`...)
 }
 
-// wsClientHeader is a masked (zero key) text frame header for n bytes.
-func wsClientHeader(b []byte, n int) []byte {
-	b = append(b[:0], 0x81)
-	switch {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n < 1<<16:
-		b = append(b, 0x80|126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	return append(b, 0, 0, 0, 0)
-}
-
 func writeWSText(c net.Conn, s string) error {
-	_, err := c.Write(append(wsClientHeader(nil, len(s)), s...))
+	_, err := c.Write(append(loadclient.AppendClientFrameHeader(nil, 0x1, len(s)), s...))
 	return err
 }
 
@@ -1579,7 +1564,7 @@ func (a *attackRun) nonReader(ctx context.Context) {
 		t0 := time.Now()
 		for id := uint64(1); ; id++ {
 			prefix := strconv.AppendUint([]byte("42"), id, 10)
-			hdr = wsClientHeader(hdr, len(prefix)+len(body))
+			hdr = loadclient.AppendClientFrameHeader(hdr[:0], 0x1, len(prefix)+len(body))
 			_ = c.SetWriteDeadline(end)
 			ws := time.Now()
 			bufs := net.Buffers{hdr, prefix, body}

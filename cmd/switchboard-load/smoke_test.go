@@ -24,31 +24,11 @@ const smokeSecret = "smoke-secret"
 // startServer runs Switchboard in-process on a loopback port.
 func startServer(t *testing.T) string {
 	t.Helper()
-	cfg := server.Defaults()
-	cfg.JWTSecret = smokeSecret
-	cfg.RateLimit = 0
-	cfg.MaxConnections = 0
-	cfg.MaxConnsPerUser = 0
-	cfg.DrainTimeout = 100 * time.Millisecond
-	srv, err := server.New(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ctx, ln)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
+	return startServerWith(t, func(c *server.Config) {
+		c.MaxConnections, c.MaxConnsPerUser = 0, 0
+		c.MaxConnsPerIP, c.HandshakeRatePerIP = 0, 0 // every load client comes from 127.0.0.1, as in make bench
+		c.DrainTimeout = 100 * time.Millisecond
 	})
-	return "http://" + ln.Addr().String()
 }
 
 func runSmoke(t *testing.T, scenario string, args ...string) *Result {

@@ -287,18 +287,7 @@ func (w *rawWS) ReadMessage() ([]byte, error) {
 func (w *rawWS) writeFrame(op byte, p []byte) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
-	b := w.wbuf[:0]
-	b = append(b, 0x80|op)
-	switch n := len(p); {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n < 1<<16:
-		b = append(b, 0x80|126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	b = append(b, 0, 0, 0, 0) // masking key 0: payload goes out unchanged
+	b := AppendClientFrameHeader(w.wbuf[:0], op, len(p))
 	b = append(b, p...)
 	w.wbuf = b
 	_, err := w.nc.Write(b)
@@ -348,4 +337,21 @@ func (g *gorillaWS) Close(abort bool) error {
 		_ = tc.SetLinger(0)
 	}
 	return g.c.Close()
+}
+
+// AppendClientFrameHeader appends the header of a final client frame of
+// opcode op with n payload bytes, masked with the zero key (the payload goes
+// out unchanged).
+func AppendClientFrameHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n < 1<<16:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, 0, 0, 0, 0)
 }
