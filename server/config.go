@@ -90,6 +90,20 @@ func settings() []setting {
 			return err
 		}
 	}
+	num64 := func(p func(*Config) *int64) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			*p(c) = n
+			return err
+		}
+	}
+	float := func(p func(*Config) *float64) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			*p(c) = f
+			return err
+		}
+	}
 	str := func(p func(*Config) *string) func(*Config, string) error {
 		return func(c *Config, v string) error { *p(c) = v; return nil }
 	}
@@ -110,19 +124,11 @@ func settings() []setting {
 		{"JWT_LEEWAY", "30s", "clock skew allowed for exp/nbf/iat", dur(func(c *Config) *time.Duration { return &c.JWTLeeway })},
 		{"AUTH_REQUIRE_EXP", "1", "refuse tokens without exp", boolean(func(c *Config) *bool { return &c.AuthRequireExp })},
 		{"AUTH_QUERY_TOKEN", "0", "also accept the token from the ?token= query", boolean(func(c *Config) *bool { return &c.AuthQueryToken })},
-		{"MAX_PAYLOAD", "1000000", "max bytes of one message or polling body; larger closes that client", func(c *Config, v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			c.MaxPayload = n
-			return err
-		}},
+		{"MAX_PAYLOAD", "1000000", "max bytes of one message or polling body; larger closes that client", num64(func(c *Config) *int64 { return &c.MaxPayload })},
 		{"MESSAGE_MAX_BYTES", "4096", "max bytes of a message text (payload_too_large beyond)", num(func(c *Config) *int { return &c.MessageMaxBytes })},
 		{"DEDUPE_WINDOW", "5m", "how long a message clientId is remembered", dur(func(c *Config) *time.Duration { return &c.DedupeWindow })},
 		{"RECOVERY_WINDOW", "2m", "connection state recovery window (0 disables)", dur(func(c *Config) *time.Duration { return &c.RecoveryWindow })},
-		{"RATE_LIMIT", "20", "events per second per socket (0 disables)", func(c *Config, v string) error {
-			f, err := strconv.ParseFloat(v, 64)
-			c.RateLimit = f
-			return err
-		}},
+		{"RATE_LIMIT", "20", "events per second per socket (0 disables)", float(func(c *Config) *float64 { return &c.RateLimit })},
 		{"RATE_BURST", "0", "burst of events per socket (0: 2 x RATE_LIMIT)", num(func(c *Config) *int { return &c.RateBurst })},
 		{"MAX_CONNECTIONS", "10000", "connections per node (0: no limit)", num(func(c *Config) *int { return &c.MaxConnections })},
 		{"MAX_CONNECTIONS_PER_USER", "20", "connections per user (0: no limit)", num(func(c *Config) *int { return &c.MaxConnsPerUser })},
@@ -140,11 +146,7 @@ func settings() []setting {
 		{"REDIS_PREFIX", "socket.io", "key and channel prefix (the Node adapter's default, for interoperation)", str(func(c *Config) *string { return &c.RedisPrefix })},
 		{"STICKY_COOKIE", "", "name of a cookie set to NODE_ID on the handshake, for cookie-sticky load balancers (empty: none)", str(func(c *Config) *string { return &c.StickyCookie })},
 		{"PPROF_ADDR", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (empty: off)", str(func(c *Config) *string { return &c.PprofAddr })},
-		{"RECOVERY_MAX_BYTES", "67108864", "bytes of broadcasts kept for recovery per node; the oldest are evicted first (their sessions get a fresh session)", func(c *Config, v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			c.RecoveryMaxBytes = n
-			return err
-		}},
+		{"RECOVERY_MAX_BYTES", "67108864", "bytes of broadcasts kept for recovery per node; the oldest are evicted first (their sessions get a fresh session)", num64(func(c *Config) *int64 { return &c.RecoveryMaxBytes })},
 		{"MAX_BUFFERED_BYTES", "1048576", "outbound bytes queued per connection; beyond, the client is cut off as a slow consumer", num(func(c *Config) *int { return &c.MaxBufferedBytes })},
 		{"WRITE_TIMEOUT", "10s", "a write to a client that takes longer cuts it off as a slow consumer", dur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
 		{"MAX_INBOUND_BYTES", "2000000", "bytes of a connection's input waiting for its handlers; beyond, its reader pauses (at least MAX_PAYLOAD)", num(func(c *Config) *int { return &c.MaxInboundBytes })},
@@ -152,11 +154,7 @@ func settings() []setting {
 		{"MAX_PENDING_SESSIONS", "1000", "Engine.IO sessions not yet connected to a namespace, per node (0: no limit)", num(func(c *Config) *int { return &c.MaxPendingSessions })},
 		{"HANDSHAKE_TIMEOUT", "10s", "time a new session has to connect to a namespace (Node's connectTimeout, 45s there)", dur(func(c *Config) *time.Duration { return &c.HandshakeTimeout })},
 		{"MAX_CONNECTIONS_PER_IP", "200", "Engine.IO sessions per client IP (0: no limit; 429 beyond); TCP connections per peer IP are capped at twice this", num(func(c *Config) *int { return &c.MaxConnsPerIP })},
-		{"HANDSHAKE_RATE_PER_IP", "20", "new sessions per second per client IP (0: no limit; 429 with Retry-After beyond)", func(c *Config, v string) error {
-			f, err := strconv.ParseFloat(v, 64)
-			c.HandshakeRatePerIP = f
-			return err
-		}},
+		{"HANDSHAKE_RATE_PER_IP", "20", "new sessions per second per client IP (0: no limit; 429 with Retry-After beyond)", float(func(c *Config) *float64 { return &c.HandshakeRatePerIP })},
 		{"HANDSHAKE_BURST_PER_IP", "40", "burst of new sessions per client IP", num(func(c *Config) *int { return &c.HandshakeBurstPerIP })},
 		{"TRUSTED_PROXIES", "", "comma-separated CIDRs of balancers whose X-Forwarded-For names the client IP (empty: the peer address is the client)", func(c *Config, v string) error {
 			c.TrustedProxies = splitList(v)
