@@ -345,28 +345,40 @@ func (c *client) queueLocked(t task) {
 	}
 	c.running = true
 	c.qmu.Unlock()
-	workers.run(c)
+	c.srv.workers.run(c)
 }
 
 // workerPool runs clients' queues on long-lived goroutines: handlers need
 // deep stacks, and growing a fresh goroutine's stack for every burst of
 // events cost more than the handlers themselves. A worker that stays idle
-// for workerIdle exits, so an idle server keeps none.
-type workerPool struct{ idle chan *client }
+// for workerIdle exits, so an idle server keeps none. Each Server has its
+// own pool: its workers run only its clients, and its Close ends the idle
+// ones at once (a queue given to the pool after stop still runs, on a
+// worker that exits when done: disconnect hooks run after Close).
+type workerPool struct {
+	idle     chan *client
+	quit     chan struct{} // closed by stop
+	stopOnce sync.Once
+	live     atomic.Int64 // workers running or idle
+}
 
 const workerIdle = 5 * time.Second
 
-var workers = &workerPool{idle: make(chan *client)}
+func newWorkerPool() *workerPool {
+	return &workerPool{idle: make(chan *client), quit: make(chan struct{})}
+}
 
 func (p *workerPool) run(c *client) {
 	select {
 	case p.idle <- c: // an idle worker takes it
 	default:
+		p.live.Add(1)
 		go p.work(c)
 	}
 }
 
 func (p *workerPool) work(c *client) {
+	defer p.live.Add(-1)
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
@@ -376,9 +388,17 @@ func (p *workerPool) work(c *client) {
 		case c = <-p.idle:
 		case <-t.C:
 			return
+		case <-p.quit:
+			return
 		}
 	}
 }
+
+// stop makes the idle workers exit, and every worker once its queue is done.
+func (p *workerPool) stop() { p.stopOnce.Do(func() { close(p.quit) }) }
+
+// count is the number of workers, running or idle.
+func (p *workerPool) count() int { return int(p.live.Load()) }
 
 // run processes the queue until it is empty. What the handlers send to this
 // client meanwhile (acks, broadcasts it is in) is written once they are done,

@@ -24,8 +24,15 @@ type Server struct {
 	log  zerolog.Logger
 	obs  Observer
 
-	mu   sync.RWMutex
-	nsps map[string]*Namespace
+	// mu guards the namespace index only: it is never held while a namespace
+	// attaches to the cluster (a SUBSCRIBE, up to its own timeout), so that
+	// a slow Redis delays only the namespace being created (see Of).
+	mu       sync.RWMutex
+	nsps     map[string]*Namespace
+	creating map[string]chan struct{} // namespaces attaching now: closed once registered (or failed)
+	closed   bool                     // Close ran: a namespace attached after it is detached at once
+
+	workers *workerPool // runs the clients' task queues (per Server: Close ends its idle workers)
 
 	connectMW    []ConnectFunc
 	interceptors []Interceptor
@@ -36,7 +43,10 @@ type Server struct {
 // NewServer builds the engine with opts. Namespace "/" always exists.
 func NewServer(opts Options) *Server {
 	opts.defaults()
-	s := &Server{opts: opts, log: opts.Logger, obs: opts.Observer, nsps: map[string]*Namespace{}}
+	s := &Server{
+		opts: opts, log: opts.Logger, obs: opts.Observer,
+		nsps: map[string]*Namespace{}, creating: map[string]chan struct{}{}, workers: newWorkerPool(),
+	}
 	cors := opts.CORSOrigins
 	allow := opts.AllowRequest
 	s.eng = eio.NewServer(eio.Options{
@@ -146,43 +156,94 @@ func (s *Server) Drain(ctx context.Context, spread time.Duration) error {
 }
 
 // Close disconnects everyone ("server shutting down") and stops the engine.
+// Its handler workers exit once the work left (the disconnect hooks) is done.
 func (s *Server) Close() {
 	s.eng.Close()
-	s.mu.RLock()
+	s.mu.Lock()
+	s.closed = true // a namespace still attaching detaches itself (see create)
 	nsps := make([]*Namespace, 0, len(s.nsps))
 	for _, n := range s.nsps {
 		nsps = append(nsps, n)
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	for _, n := range nsps {
 		if n.link != nil {
 			n.link.Close()
 		}
 	}
+	s.workers.stop()
 }
+
+// HandlerWorkers is the number of goroutines of this Server's handler worker
+// pool (running a client's queue, or idle for at most workerIdle).
+func (s *Server) HandlerWorkers() int { return s.workers.count() }
 
 var errNamespaceName = errors.New("sio: namespace name must start with /")
 
 // Of returns the namespace called name, creating it on first use. Clients
 // may only connect to namespaces created here; others get "Invalid namespace".
+//
+// Creating a namespace attaches it to the cluster (a SUBSCRIBE, bounded by
+// the adapter's timeout) without the server lock held: meanwhile, lookups of
+// the other namespaces and the creation of others go on; only the callers
+// that want this very namespace (Of, a client connecting to it) wait for it.
 func (s *Server) Of(name string) *Namespace {
 	if !strings.HasPrefix(name, "/") {
 		panic(errNamespaceName)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n, ok := s.nsps[name]; ok {
-		return n
+	// A turn returns, or waits for another caller's creation to end: another
+	// turn follows only if that creation panicked (then this caller tries).
+	for {
+		s.mu.Lock()
+		if n, ok := s.nsps[name]; ok {
+			s.mu.Unlock()
+			return n
+		}
+		wait, busy := s.creating[name]
+		if !busy {
+			done := make(chan struct{})
+			s.creating[name] = done
+			s.mu.Unlock()
+			return s.create(name, done)
+		}
+		s.mu.Unlock()
+		<-wait
 	}
-	n := newNamespace(s, name)
-	s.nsps[name] = n
-	return n
 }
 
+// create builds namespace name, attached to the cluster, and registers it;
+// done was put in s.creating for it and is closed once it is registered (or
+// its creation panicked: the panic goes on to the caller of Of).
+func (s *Server) create(name string, done chan struct{}) (n *Namespace) {
+	defer func() {
+		s.mu.Lock()
+		if n != nil {
+			s.nsps[name] = n
+		}
+		delete(s.creating, name)
+		detach := n != nil && s.closed && n.link != nil // Close did not see it
+		s.mu.Unlock()
+		close(done)
+		if detach {
+			n.link.Close()
+		}
+	}()
+	return newNamespace(s, name) // the SUBSCRIBE: no lock held
+}
+
+// lookup returns namespace name, nil if none was created; a namespace being
+// created is waited for.
 func (s *Server) lookup(name string) *Namespace {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.nsps[name]
+	n, wait := s.nsps[name], s.creating[name]
+	s.mu.RUnlock()
+	if n == nil && wait != nil {
+		<-wait
+		s.mu.RLock()
+		n = s.nsps[name]
+		s.mu.RUnlock()
+	}
+	return n
 }
 
 func (s *Server) onConnection(es *eio.Socket) {

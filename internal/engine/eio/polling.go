@@ -104,9 +104,28 @@ func (s *Socket) serveGet(w http.ResponseWriter, r *http.Request) {
 		s.doneLocked(out)
 	}
 	slow := errors.Is(err, os.ErrDeadlineExceeded) && s.state != stateClosed
-	if slow { // the client does not read its answer: what it holds up is lost anyway
+	switch {
+	case slow: // the client does not read its answer: what it holds up is lost anyway
 		s.srv.log.Debug().Str("sid", s.id).Msg("eio: poll answer timed out, closing a slow client")
 		s.closeLocked("transport error")
+	case err != nil && taken && s.state != stateClosed:
+		// The answer failed with messages taken off the queue (the client went
+		// away mid-answer). They are not put back: the client may have read
+		// part of them (a failed write does not tell how much arrived), a
+		// later GET, or the WebSocket of an upgrade, may already have written
+		// what was queued after them (getActive was cleared before the write),
+		// and an Engine.IO client whose poll fails abandons the session
+		// anyway. The session is closed instead, as a dead WebSocket is:
+		// "transport close" (or the reason of the graceful close under way)
+		// is recoverable, so the client's next connection recovers from the
+		// last offset it did receive and gets the rest replayed, once (what
+		// has no offset, an ack, is lost as it is with a dead WebSocket).
+		reason := "transport close"
+		if s.state == stateClosing {
+			reason = s.closeReason
+		}
+		s.srv.log.Debug().Str("sid", s.id).Err(err).Msg("eio: poll answer failed, closing the session")
+		s.closeLocked(reason)
 	}
 	s.unlock()
 	if slow {
@@ -119,8 +138,9 @@ func (s *Socket) serveGet(w http.ResponseWriter, r *http.Request) {
 func (s *Socket) writePoll(w http.ResponseWriter, out []*Message) error {
 	rc := http.NewResponseController(w)
 	if rc.SetWriteDeadline(time.Now().Add(s.srv.o.WriteTimeout)) != nil {
-		writePayload(w, out) // a writer without deadlines: net/http's own timeouts apply
-		return nil
+		// A writer without deadlines: net/http's own timeouts apply. What it
+		// reports failing is reported (serveGet must not lose it silently).
+		return writePayload(w, out)
 	}
 	err := writePayload(w, out)
 	if err == nil {
