@@ -18,6 +18,11 @@ type Dedupe interface {
 	// Claim stores v under key for ttl unless a live entry exists. It returns
 	// the entry that holds (v or the earlier one) and whether it was earlier.
 	Claim(ctx context.Context, key string, v Accepted, ttl time.Duration) (Accepted, bool, error)
+	// Release forgets the claim of key if it still holds v: the message was
+	// not delivered after all (the cluster was unreachable), so a retry must
+	// be accepted afresh, not answered as a duplicate. A key held by another
+	// value (a claim made since) is left alone.
+	Release(ctx context.Context, key string, v Accepted) error
 }
 
 // MemoryDedupe is the single-node Dedupe. Entries expire in insertion order
@@ -79,6 +84,42 @@ func (d *MemoryDedupe) Claim(_ context.Context, key string, v Accepted, ttl time
 		d.evictOldest()
 	}
 	return v, false, nil
+}
+
+// Release implements Dedupe.
+func (d *MemoryDedupe) Release(_ context.Context, key string, v Accepted) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.entries[key]; ok && e.v == v {
+		// Its place in d.order no longer matches an entry: evict skips it.
+		delete(d.entries, key)
+	}
+	return nil
+}
+
+// get is the live entry of key, if any.
+func (d *MemoryDedupe) get(key string) (Accepted, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.entries[key]
+	if !ok || !d.now().Before(e.expires) {
+		return Accepted{}, false
+	}
+	return e.v, true
+}
+
+// put stores v under key for ttl, replacing any entry.
+func (d *MemoryDedupe) put(key string, v Accepted, ttl time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	d.evict(now)
+	exp := now.Add(ttl)
+	d.entries[key] = dedupeEntry{v: v, expires: exp}
+	d.order = append(d.order, dedupeKey{key: key, expires: exp})
+	if d.max > 0 && len(d.entries) > d.max {
+		d.evictOldest()
+	}
 }
 
 // evictOldest forgets the oldest entries until max are left.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,11 +20,18 @@ import (
 // to onError. For one window (the ttl) after a failure, claims also consult
 // that memory store, so a retry of a message accepted during the outage is
 // still recognised once Redis is back (and Redis learns the original entry).
+//
+// Release forgets a claim in both (compare-and-delete, so a later claim of
+// the same key is left alone). A release that cannot reach Redis is kept on
+// this node for the window and done before the next claim of that key, so a
+// retry of a message that was never delivered is not answered "duplicate".
 type RedisDedupe struct {
-	c       redis.UniversalClient
-	prefix  string // "<prefix>:sb:dedupe:"
-	onError func(error)
-	mem     *MemoryDedupe
+	c        redis.UniversalClient
+	prefix   string // "<prefix>:sb:dedupe:"
+	onError  func(error)
+	mem      *MemoryDedupe
+	released *MemoryDedupe // releases Redis has not heard of yet
+	window   atomic.Int64  // the longest ttl claimed, in ns (how long a release is kept)
 
 	mu       sync.Mutex
 	memUntil time.Time // consult mem until then
@@ -35,11 +43,21 @@ func NewRedisDedupe(c redis.UniversalClient, prefix string, onError func(error))
 	if prefix == "" {
 		prefix = "socket.io"
 	}
-	return &RedisDedupe{c: c, prefix: prefix + ":sb:dedupe:", onError: onError, mem: NewMemoryDedupe()}
+	return &RedisDedupe{c: c, prefix: prefix + ":sb:dedupe:", onError: onError, mem: NewMemoryDedupe(), released: NewMemoryDedupe()}
 }
 
 // Claim implements Dedupe. It never returns an error.
 func (d *RedisDedupe) Claim(ctx context.Context, key string, v Accepted, ttl time.Duration) (Accepted, bool, error) {
+	if w := int64(ttl); w > d.window.Load() {
+		d.window.Store(w) // a race only keeps a shorter window for a moment
+	}
+	if rel, ok := d.released.get(key); ok {
+		// An earlier release of this key did not reach Redis: do it first
+		// (on failure the claim below fails too and is answered locally).
+		if err := d.release(ctx, key, rel); err == nil {
+			_ = d.released.Release(ctx, key, rel)
+		}
+	}
 	d.mu.Lock()
 	degraded := time.Now().Before(d.memUntil)
 	d.mu.Unlock()
@@ -65,6 +83,36 @@ func (d *RedisDedupe) Claim(ctx context.Context, key string, v Accepted, ttl tim
 		return d.mem.Claim(ctx, key, v, ttl)
 	}
 	return got, dup || memDup, nil
+}
+
+// Release implements Dedupe. It never returns an error: a release Redis
+// could not take is kept on this node and retried before the next claim of
+// key (reported to onError).
+func (d *RedisDedupe) Release(ctx context.Context, key string, v Accepted) error {
+	_ = d.mem.Release(ctx, key, v)
+	if err := d.release(ctx, key, v); err != nil {
+		if w := time.Duration(d.window.Load()); w > 0 {
+			d.released.put(key, v, w)
+		}
+		if d.onError != nil {
+			d.onError(fmt.Errorf("dedupe release (kept to retry): %w", err))
+		}
+	}
+	return nil
+}
+
+// redisReleaseScript deletes KEYS[1] if it holds ARGV[1].
+var redisReleaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+func (d *RedisDedupe) release(ctx context.Context, key string, v Accepted) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return redisReleaseScript.Run(ctx, d.c, []string{d.prefix + key}, b).Err()
 }
 
 func (d *RedisDedupe) claim(ctx context.Context, key string, v Accepted, ttl time.Duration) (Accepted, bool, error) {

@@ -1,6 +1,8 @@
 // web/switchboard-client.js: ordered offline queue, retries with a stable clientId (exactly once), refusals as coded
 // errors, re-joining rooms after a lost session, token refresh.
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import { Server } from 'socket.io';
 import { describe, test, standardHooks, serverFor, startServer, connect, ack, once, waitFor, sleep, startProxy, board, boardConnected, token } from './helpers/index.js';
 import { joinOk, sendOk, record, settle } from './helpers/room.js';
 import { Switchboard } from '../web/switchboard-client.js';
@@ -253,6 +255,94 @@ describe('client module', () => {
       assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => `b${i}`));
     } finally {
       await srv.stop();
+    }
+  });
+});
+
+/**
+ * A Node socket.io server on namespace "/" that answers each `message` with reply(msg, attempt) (attempt: how many
+ * times this clientId was received, from 1) and logs what it received. It stands for a Switchboard node whose
+ * cluster is unreachable, which answers `unavailable` and delivers nothing.
+ */
+async function fakeServer(reply) {
+  const httpServer = http.createServer();
+  const io = new Server(httpServer);
+  const log = [];
+  const seen = new Map();
+  io.on('connection', (s) => {
+    s.on('message', (m, cb) => {
+      const attempt = (seen.get(m.clientId) ?? 0) + 1;
+      seen.set(m.clientId, attempt);
+      log.push({ at: Date.now(), text: m.text, clientId: m.clientId, attempt });
+      cb(reply(m, attempt));
+    });
+  });
+  await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${httpServer.address().port}`, log, close: () => new Promise((resolve) => io.close(() => resolve())) };
+}
+
+const UNAVAILABLE = { ok: false, error: { code: 'unavailable', message: 'the cluster is unreachable: not delivered, retry later' } };
+const accepted = (m) => ({ ok: true, id: `id-${m.clientId}`, ts: 1 });
+
+describe('client module: unavailable is retried', () => {
+  const NOJITTER = { transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 400, randomizationFactor: 0 };
+
+  test('retried with the same clientId after a doubling backoff until acknowledged', async () => {
+    const srv = await fakeServer((m, attempt) => (attempt <= 3 ? UNAVAILABLE : accepted(m)));
+    try {
+      const a = await boardConnected(srv.url, { user: 'alice', ...NOJITTER });
+      const r = await a.send('room', 'patience');
+      assert.equal(r.ok, true);
+      assert.equal(srv.log.length, 4, 'sent once, retried three times');
+      assert.equal(new Set(srv.log.map((x) => x.clientId)).size, 1, 'every retry reuses the clientId');
+      const gaps = srv.log.slice(1).map((x, i) => x.at - srv.log[i].at);
+      // 100, 200, 400 ms (capped at reconnectionDelayMax), with a little slack for timers.
+      for (const [i, want] of [100, 200, 400].entries()) assert.ok(gaps[i] >= want - 15, `gap ${i} ${gaps[i]} ms, want >= ${want} ms (${gaps})`);
+      assert.equal(a.pending, 0);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('during the backoff nothing is emitted; the queue is re-sent in order', async () => {
+    const srv = await fakeServer((m, attempt) => (attempt === 1 ? UNAVAILABLE : accepted(m)));
+    try {
+      const a = await boardConnected(srv.url, { user: 'alice', ...NOJITTER });
+      const acks = await Promise.all(['m1', 'm2', 'm3'].map((t) => a.send('room', t)));
+      assert.ok(acks.every((x) => x.ok === true), JSON.stringify(acks));
+      assert.deepEqual(srv.log.map((x) => `${x.text}#${x.attempt}`), ['m1#1', 'm2#1', 'm3#1', 'm1#2', 'm2#2', 'm3#2']);
+      const firstRound = srv.log[2].at;
+      assert.ok(srv.log[3].at - firstRound >= 85, `retried ${srv.log[3].at - firstRound} ms after the refusals, want the 100 ms backoff`);
+      // The backoff starts again from reconnectionDelay once an acknowledgement got through.
+      const before = srv.log.length;
+      const again = a.send('room', 'm4');
+      await again;
+      assert.equal(srv.log.length - before, 2);
+      const gap = srv.log.at(-1).at - srv.log.at(-2).at;
+      assert.ok(gap >= 85 && gap < 180, `backoff after a success ${gap} ms, want about 100 ms`);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('retries exhausted: rejects with code "unavailable" and the reply', async () => {
+    const srv = await fakeServer(() => UNAVAILABLE);
+    try {
+      const a = await boardConnected(srv.url, { user: 'alice', ...NOJITTER, retries: 2 });
+      await assert.rejects(a.send('room', 'never'), (e) => e.code === 'unavailable' && e.ack?.ok === false);
+      assert.equal(srv.log.length, 3, '1 + retries attempts');
+      assert.equal(a.pending, 0);
+      // Other refusals are still not retried.
+      const b = await fakeServer(() => ({ ok: false, error: { code: 'not_in_room', message: 'no' } }));
+      try {
+        const c = await boardConnected(b.url, { user: 'bob', ...NOJITTER });
+        await assert.rejects(c.send('room', 'x'), (e) => e.code === 'not_in_room');
+        assert.equal(b.log.length, 1);
+      } finally {
+        await b.close();
+      }
+    } finally {
+      await srv.close();
     }
   });
 });

@@ -38,16 +38,22 @@ type RoomsConfig struct {
 	Presence        adapter.Presence
 	Dedupe          adapter.Dedupe
 	// OnError receives presence-store failures, which do not fail the event:
-	// room membership and delivery go on, presence may lag (nil: ignored).
+	// room membership and delivery go on, presence may lag; and presence
+	// notifications the cluster could not take (nil: ignored).
 	OnError func(error)
 }
 
 // Rooms serves namespace "/": rooms, messages and presence.
 type Rooms struct {
-	cfg   RoomsConfig
-	ns    *sio.Namespace
-	seq   atomic.Uint64
-	locks [64]sync.Mutex // per-room (striped) order of accepted messages
+	cfg RoomsConfig
+	ns  *sio.Namespace
+	seq atomic.Uint64
+
+	linesMu sync.Mutex       // guards lines (map operations only, never held across I/O)
+	lines   map[string]*line // per-room order of accepted messages, rooms with one in flight
+
+	keysMu sync.Mutex
+	keys   map[string]chan struct{} // clientId keys with a message in flight on this node
 }
 
 // RegisterRooms installs namespace "/" on srv.
@@ -70,7 +76,7 @@ func RegisterRooms(srv *sio.Server, cfg RoomsConfig) *Rooms {
 	if cfg.OnError == nil {
 		cfg.OnError = func(error) {}
 	}
-	r := &Rooms{cfg: cfg, ns: srv.Of("/")}
+	r := &Rooms{cfg: cfg, ns: srv.Of("/"), lines: map[string]*line{}, keys: map[string]chan struct{}{}}
 	r.ns.OnConnect(r.connected)
 	r.ns.OnDisconnect(r.disconnected)
 	sio.Handle(r.ns, "join-room", r.join)
@@ -302,14 +308,28 @@ func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (message
 	}
 	u := c.User()
 
-	// Accept and broadcast under the room's lock: members see messages in the
-	// order they were accepted (id/ts assigned).
-	mu := r.lock(room)
-	mu.Lock()
-	defer mu.Unlock()
-	acc := adapter.Accepted{ID: r.nextID(), TS: time.Now().UnixMilli()}
+	// One attempt at a time per clientId on this node: a retry that arrives
+	// over another connection while the first attempt is still in flight
+	// waits for its outcome rather than being answered "duplicate" for a
+	// message that may yet fail.
+	var key string
 	if clientID != "" {
-		got, dup, err := r.cfg.Dedupe.Claim(ctx, u.ID+"\x00"+clientID, acc, r.cfg.DedupeWindow)
+		key = u.ID + "\x00" + clientID
+		done, err := r.holdKey(ctx, key)
+		if err != nil {
+			return messageAck{}, err
+		}
+		defer done()
+	}
+
+	// Members see a room's messages in the order they were accepted (id and
+	// ts assigned): a message takes its place in the room's line when it is
+	// accepted and publishes when the earlier ones are done. The dedupe claim
+	// runs meanwhile, outside any lock; nothing is shared between rooms.
+	l, p, acc := r.enterLine(room)
+	defer r.leaveLine(room, l, p)
+	if key != "" {
+		got, dup, err := r.cfg.Dedupe.Claim(ctx, key, acc, r.cfg.DedupeWindow)
 		if err != nil {
 			return messageAck{}, err
 		}
@@ -317,11 +337,148 @@ func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (message
 			return messageAck{ID: got.ID, TS: got.TS, Duplicate: true}, nil
 		}
 	}
+	if err := p.wait(ctx); err != nil {
+		r.release(ctx, key, acc)
+		return messageAck{}, fmt.Errorf("message to %q: earlier messages of the room still publishing: %w", room, sio.ErrUnavailable)
+	}
 	msg := Message{ID: acc.ID, RoomID: room, UserID: u.ID, Name: u.Name, Text: text, TS: acc.TS, ClientID: clientID}
 	if err := r.ns.To(room).Emit("message", msg); err != nil {
+		// Not delivered anywhere (sio.ErrUnavailable: the cluster is
+		// unreachable): the claim goes, so that a retry is delivered.
+		r.release(ctx, key, acc)
 		return messageAck{}, err
 	}
 	return messageAck{ID: acc.ID, TS: acc.TS}, nil
+}
+
+// release forgets the dedupe claim of a message that was not delivered.
+func (r *Rooms) release(ctx context.Context, key string, acc adapter.Accepted) {
+	if key == "" {
+		return
+	}
+	// Even when the handler's deadline has passed: the claim must go.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := r.cfg.Dedupe.Release(rctx, key, acc); err != nil {
+		r.cfg.OnError(fmt.Errorf("dedupe release: %w", err))
+	}
+}
+
+// releaseTimeout bounds a dedupe release.
+const releaseTimeout = time.Second
+
+// holdKey waits until no other message with key is in flight on this node
+// (bounded by ctx) and marks key in flight until done is called.
+func (r *Rooms) holdKey(ctx context.Context, key string) (done func(), err error) {
+	for {
+		r.keysMu.Lock()
+		busy, ok := r.keys[key]
+		if !ok {
+			mine := make(chan struct{})
+			r.keys[key] = mine
+			r.keysMu.Unlock()
+			return func() {
+				r.keysMu.Lock()
+				delete(r.keys, key)
+				r.keysMu.Unlock()
+				close(mine)
+			}, nil
+		}
+		r.keysMu.Unlock()
+		select {
+		case <-busy: // that attempt is over: look again
+		case <-ctx.Done():
+			return nil, fmt.Errorf("an earlier attempt of this message is still in flight: %w", sio.ErrUnavailable)
+		}
+	}
+}
+
+// line orders the messages of one room: each takes a place when it is
+// accepted and publishes once every earlier place of the line is done. A
+// line exists only while its room has a message in flight, so there are at
+// most as many as rooms in use.
+type line struct {
+	refs   int        // places taken and not yet left (guarded by Rooms.linesMu)
+	mu     sync.Mutex // guards places
+	places []*place   // in acceptance order; places[0] is not done and has the turn
+}
+
+type place struct {
+	turn chan struct{} // closed when the place gets the turn; nil: had it from the start
+	done bool
+}
+
+var linePool = sync.Pool{New: func() any { return new(line) }}
+
+// enterLine accepts a message to room (its id and ts) and gives it a place in
+// the room's line.
+func (r *Rooms) enterLine(room string) (*line, *place, adapter.Accepted) {
+	r.linesMu.Lock()
+	l := r.lines[room]
+	if l == nil {
+		l = linePool.Get().(*line)
+		r.lines[room] = l
+	}
+	l.refs++
+	r.linesMu.Unlock()
+
+	l.mu.Lock()
+	acc := adapter.Accepted{ID: r.nextID(), TS: time.Now().UnixMilli()}
+	p := &place{}
+	if len(l.places) > 0 {
+		p.turn = make(chan struct{})
+	}
+	l.places = append(l.places, p)
+	l.mu.Unlock()
+	return l, p, acc
+}
+
+// wait returns once p has the turn, or ctx's error first.
+func (p *place) wait(ctx context.Context) error {
+	if p.turn == nil {
+		return nil
+	}
+	select {
+	case <-p.turn:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// leaveLine marks p done (published, or given up) and hands the turn on.
+func (r *Rooms) leaveLine(room string, l *line, p *place) {
+	l.mu.Lock()
+	p.done = true
+	i := 0
+	for i < len(l.places) && l.places[i].done {
+		i++
+	}
+	if i > 0 {
+		clear(l.places[:i])
+		l.places = l.places[i:]
+		if len(l.places) > 0 {
+			close(l.places[0].turn)
+		}
+	}
+	l.mu.Unlock()
+
+	r.linesMu.Lock()
+	l.refs--
+	if l.refs == 0 {
+		delete(r.lines, room)
+		l.places = l.places[:0]
+		linePool.Put(l)
+	}
+	r.linesMu.Unlock()
+}
+
+// Lines is the number of rooms with a message in flight on this node (for
+// tests and metrics).
+func (r *Rooms) Lines() int {
+	r.linesMu.Lock()
+	defer r.linesMu.Unlock()
+	return len(r.lines)
 }
 
 func (r *Rooms) addPresence(ctx context.Context, c *sio.Conn, room string) {
@@ -356,9 +513,12 @@ func (r *Rooms) UserGone(room, userID, name string) {
 	r.emit(r.ns.To(room), "user-left", MemberRef{RoomID: room, UserID: userID, Name: name})
 }
 
+// emit sends a presence notification. One that the cluster cannot take
+// (sio.ErrUnavailable) is not sent anywhere and only reported: the join or
+// leave itself stands, and presence answers from the store.
 func (r *Rooms) emit(b sio.Broadcast, event string, v any) {
 	if err := b.Emit(event, v); err != nil {
-		r.cfg.OnError(err)
+		r.cfg.OnError(fmt.Errorf("%s not sent: %w", event, err))
 	}
 }
 
@@ -376,15 +536,6 @@ func presenceID(c *sio.Conn) string {
 	id := c.ID() + "." + hex.EncodeToString(b[:])
 	c.SetValue(presenceKey{}, id)
 	return id
-}
-
-func (r *Rooms) lock(room string) *sync.Mutex {
-	h := uint32(2166136261) // FNV-1a, inline: no allocation per message
-	for i := 0; i < len(room); i++ {
-		h ^= uint32(room[i])
-		h *= 16777619
-	}
-	return &r.locks[h%uint32(len(r.locks))]
 }
 
 // nextID is unique across the cluster: node id plus a node-local sequence,

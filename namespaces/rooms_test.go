@@ -17,7 +17,15 @@ import (
 // start serves namespace "/" with a test auth: the auth payload names the user.
 func start(t *testing.T, cfg namespaces.RoomsConfig) string {
 	t.Helper()
-	s := sio.NewServer(sio.Options{})
+	url, _ := startOpts(t, sio.Options{}, cfg)
+	return url
+}
+
+// startOpts is start with the server's options (a cluster, say); it also
+// returns the namespace.
+func startOpts(t *testing.T, opts sio.Options, cfg namespaces.RoomsConfig) (string, *namespaces.Rooms) {
+	t.Helper()
+	s := sio.NewServer(opts)
 	s.Use(func(_ context.Context, h *sio.Handshake) error {
 		id, _ := h.Auth["user"].(string)
 		var rooms []string
@@ -31,12 +39,12 @@ func start(t *testing.T, cfg namespaces.RoomsConfig) string {
 		return nil
 	})
 	cfg.NodeID = "t"
-	namespaces.RegisterRooms(s, cfg)
+	r := namespaces.RegisterRooms(s, cfg)
 	mux := http.NewServeMux()
 	mux.Handle(s.Path(), s.Handler())
 	ts := httptest.NewServer(mux)
 	t.Cleanup(func() { s.Close(); ts.Close() })
-	return ts.URL
+	return ts.URL, r
 }
 
 func connect(t *testing.T, url, user string, extra ...any) *rawclient.Client {

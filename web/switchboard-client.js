@@ -14,8 +14,10 @@
  *     transports,                  // optional, e.g. ['websocket'] (default: polling then upgrade to websocket)
  *     path,                        // optional, default '/socket.io/'
  *     ackTimeout: 5000,            // ms to wait for each acknowledgement before retrying
- *     retries: 5,                  // retries after an ack timeout (so up to 1 + retries attempts per operation)
- *     reconnectionDelay: 1000,     // socket.io-client reconnection backoff: exponential, starting here,
+ *     retries: 5,                  // retries after an ack timeout or an 'unavailable' refusal (so up to
+ *                                  //   1 + retries attempts per operation)
+ *     reconnectionDelay: 1000,     // socket.io-client reconnection backoff (also the wait before retrying an
+ *                                  //   'unavailable' refusal): exponential, starting here,
  *     reconnectionDelayMax: 30000, //   capped here,
  *     randomizationFactor: 0.5,    //   with this much jitter
  *     maxInFlight: 16,             // operations emitted but not yet acknowledged (emitted in queue order)
@@ -48,6 +50,11 @@
  *   - A server refusal `{ ok: false, error: { code, message } }` rejects with an Error whose `.code` is the code
  *     (and `.ack` the whole reply); refusals are never retried — including `rate_limited`: the server allows
  *     RATE_LIMIT events/s with a burst of RATE_BURST per socket, so do not queue more than that while offline.
+ *   - Except `unavailable`: the server could not deliver the message now (its cluster's Redis is unreachable) and
+ *     delivered it to nobody. It is retried like an ack timeout (same clientId, counted against `retries`; then the
+ *     call rejects with code 'unavailable'), after a backoff: reconnectionDelay doubling with each refusal in a row
+ *     up to reconnectionDelayMax, with randomizationFactor jitter. Nothing else is emitted during the backoff, so
+ *     queued operations keep their order; the first acknowledgement that is not 'unavailable' resets it.
  *   - socket.io-client does not reconnect by itself after a server-side disconnect ('io server disconnect', e.g. a
  *     flooding socket) nor after an authentication refusal (connect_error with err.data.code); queued operations
  *     then wait until sb.connect() (the token function is called again) or sb.close().
@@ -99,6 +106,8 @@ export class Switchboard {
     this.rooms = new Set();
     this._queue = [];
     this._closed = false;
+    this._holdTimer = null; // backoff after an 'unavailable' refusal: nothing is emitted until it fires
+    this._unavailableInARow = 0;
 
     const auth = (cb) => {
       let t;
@@ -174,6 +183,8 @@ export class Switchboard {
   close() {
     if (this._closed) return;
     this._closed = true;
+    if (this._holdTimer) clearTimeout(this._holdTimer);
+    this._holdTimer = null;
     const q = this._queue;
     this._queue = [];
     for (const op of q) if (op.reject) op.reject(codedError('closed', 'client closed'));
@@ -232,7 +243,7 @@ export class Switchboard {
   }
 
   _pump() {
-    if (this._closed || !this.socket.connected) return;
+    if (this._closed || !this.socket.connected || this._holdTimer) return;
     let inFlight = 0;
     for (const op of this._queue) {
       if (op.inFlight) {
@@ -270,8 +281,19 @@ export class Switchboard {
   }
 
   _settle(op, seq, ack) {
-    if (!this._remove(op)) return; // already settled by an earlier attempt (or closed)
-    if (ack && typeof ack === 'object' && ack.ok === true) {
+    if (!this._queue.includes(op)) return; // already settled by an earlier attempt (or closed)
+    const refused = !(ack && typeof ack === 'object' && ack.ok === true);
+    const code = refused && ack && typeof ack === 'object' && ack.error && typeof ack.error === 'object' ? ack.error.code : undefined;
+    if (code === 'unavailable' && op.attempts <= this.retries) {
+      // Delivered to nobody: send it again (same clientId) after the backoff.
+      if (seq !== op.seq) return; // a stale attempt; the current one answers for itself
+      op.inFlight = false;
+      this._backOff();
+      return;
+    }
+    this._remove(op);
+    if (code !== 'unavailable') this._unavailableInARow = 0;
+    if (!refused) {
       if (op.kind === 'join' || op.kind === 'rejoin') this.rooms.add(op.roomId);
       if (op.kind === 'leave') this.rooms.delete(op.roomId);
       op.resolve(ack);
@@ -280,6 +302,23 @@ export class Switchboard {
       op.reject(codedError(e.code || 'bad_response', e.message || 'request refused', ack));
     }
     this._pump();
+  }
+
+  /** Holds every emission for the module's backoff (see 'unavailable' above); a hold already running stands. */
+  _backOff() {
+    if (this._holdTimer) return;
+    const m = this.socket.io;
+    const n = Math.min(this._unavailableInARow++, 30);
+    let ms = Math.min(m.reconnectionDelay() * 2 ** n, m.reconnectionDelayMax());
+    const jitter = m.randomizationFactor();
+    if (jitter > 0) {
+      const dev = Math.random() * jitter * ms;
+      ms = Math.random() < 0.5 ? ms - dev : ms + dev;
+    }
+    this._holdTimer = setTimeout(() => {
+      this._holdTimer = null;
+      this._pump();
+    }, Math.max(0, Math.round(ms)));
   }
 
   _failAttempt(op, seq, err) {

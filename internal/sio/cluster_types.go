@@ -88,8 +88,10 @@ type Link interface {
 	// Publish sends a broadcast this node originated. When it returns true
 	// the cluster delivers it on every node, this one included, in one
 	// cluster-wide order (so that every member of a room sees the room's
-	// messages in the same order); false means this node must deliver it
-	// locally itself (not published: Redis down, or a local socket's room).
+	// messages in the same order); false means it was not published (Redis
+	// down, or a local socket's own room): Broadcast.Emit then delivers a
+	// target that is one local socket itself and otherwise returns
+	// ErrUnavailable, delivering nothing.
 	Publish(p Packet, opts BroadcastOpts) (delivered bool)
 	// Close detaches the namespace.
 	Close()
@@ -155,9 +157,18 @@ type LogLink interface {
 	// Append publishes a broadcast and returns its offset. On success the
 	// cluster delivers it on every node, this one included (as Publish).
 	Append(p Packet, opts BroadcastOpts) (offset string, err error)
-	// Settle ends a restore: RestoreSession holds this node's live delivery
-	// (so that nothing falls between the replay and the restored socket's
-	// registration) until the socket is connected or refused.
+	// Resume ends a restore as the restored socket is registered: it is
+	// called under the namespace's write lock, after RestoreSession returned
+	// the session, and returns the packets that reached the cluster while
+	// the restore ran (as Missed, to send after them, before any later
+	// broadcast); it may set the session's Rooms (joins and leaves that came
+	// meanwhile). ok false: the restore failed meanwhile, register a fresh
+	// session. It must not block on the namespace.
+	Resume(pid string) (more []any, ok bool)
+	// Settle ends a restore without the socket registered (the connection
+	// refused after RestoreSession returned its session); after Resume it
+	// does nothing. A RestoreSession that returns no session ends its
+	// restore itself.
 	Settle(pid string)
 	// SaveSession records a connected session (at connect and whenever its
 	// rooms change), so it survives its node.

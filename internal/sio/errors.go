@@ -25,7 +25,15 @@ const (
 	CodeBadRequest  = "bad_request"
 	CodeInternal    = "internal"
 	CodeRateLimited = "rate_limited"
+	CodeUnavailable = "unavailable"
 )
+
+// ErrUnavailable is what a broadcast returns (possibly wrapped with the
+// cause) when the cluster could not take it: Redis unreachable, or too slow
+// for the publish's deadline. The broadcast was delivered nowhere, this node
+// included, so a retry cannot duplicate it. Returned from an event handler it
+// becomes the ack {ok:false, error:{code:"unavailable"}}.
+var ErrUnavailable = &Error{Code: CodeUnavailable, Message: "the cluster is unreachable: not delivered, retry later"}
 
 // AsError returns err as an *Error, mapping anything else to internal.
 func AsError(err error) *Error {

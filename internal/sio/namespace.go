@@ -45,16 +45,21 @@ func newNamespace(s *Server, name string) *Namespace {
 	}
 	recovery := s.opts.RecoveryWindow > 0
 	lc, isLog := s.opts.Cluster.(LogCluster)
+	useLog := s.opts.Cluster != nil && isLog && recovery
+	// The store exists before the attach: the adapter may deliver to n as
+	// soon as it is subscribed, from its own goroutine, and Deliver reads it.
+	if recovery && !useLog {
+		n.store = newRecoveryStore(s.opts.RecoveryWindow, s.opts.RecoveryMaxBytes, func() { s.obs.Limit(LimitRecoveryEvict) })
+	}
+	// Attaching SUBSCRIBEs (up to the adapter's timeout): Server.Of calls us
+	// without its lock held.
 	switch {
 	case s.opts.Cluster == nil:
-	case isLog && recovery:
+	case useLog:
 		n.log = lc.AttachLog(name, (*ownLocal)(n))
 		n.link = n.log
 	default:
 		n.link = s.opts.Cluster.Attach(name, (*ownLocal)(n))
-	}
-	if recovery && n.log == nil {
-		n.store = newRecoveryStore(s.opts.RecoveryWindow, s.opts.RecoveryMaxBytes, func() { s.obs.Limit(LimitRecoveryEvict) })
 	}
 	return n
 }
@@ -119,6 +124,14 @@ func (b Broadcast) Except(rooms ...string) Broadcast {
 
 // Emit sends event with payload v to the target. v is encoded once for all
 // recipients; []byte values (top level or in map[string]any) go as binary.
+//
+// In a cluster every node, this one included, delivers the broadcast when it
+// comes back from the cluster. When the cluster cannot take it (Redis
+// unreachable), Emit returns an error wrapping ErrUnavailable and the
+// broadcast is delivered nowhere: delivering it here only would reach part
+// of the target while the caller believes it was sent. A broadcast to one
+// connection of this node alone (its own room, as Conn.Emit) is the
+// exception: it is delivered here, which reaches its whole target.
 func (b Broadcast) Emit(event string, v any) error {
 	n := b.n
 	opts := BroadcastOpts{Rooms: b.rooms, Except: b.except}
@@ -128,14 +141,21 @@ func (b Broadcast) Emit(event string, v any) error {
 			return err
 		}
 		p := Packet{Type: int(sioparser.Event), Nsp: n.name, Data: []any{event, plainValue(w)}}
+		var cause error
 		if n.log != nil {
-			if _, err := n.log.Append(p, opts); err == nil {
+			if _, cause = n.log.Append(p, opts); cause == nil {
 				n.srv.obs.Emitted(n.name, event)
 				return nil
 			}
 		} else if n.link.Publish(p, opts) {
 			n.srv.obs.Emitted(n.name, event)
 			return nil
+		}
+		if !n.onlyLocalSocket(opts) {
+			if cause == nil {
+				return fmt.Errorf("broadcast %q: %w", event, ErrUnavailable)
+			}
+			return fmt.Errorf("broadcast %q: %w (%v)", event, ErrUnavailable, cause)
 		}
 	}
 	data, atts, err := eventData(event, v)
@@ -145,6 +165,18 @@ func (b Broadcast) Emit(event string, v any) error {
 	n.deliver(data, atts, opts, "", n.store != nil)
 	n.srv.obs.Emitted(n.name, event)
 	return nil
+}
+
+// onlyLocalSocket reports whether opts targets one connection of this node
+// and nothing else (its own room, no exceptions): the cluster has no other
+// member of that target.
+func (n *Namespace) onlyLocalSocket(opts BroadcastOpts) bool {
+	if len(opts.Rooms) != 1 || len(opts.Except) != 0 {
+		return false
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.sockets[opts.Rooms[0]] != nil
 }
 
 // deliver sends an EVENT to the local members opts selects, encoded once.
@@ -363,8 +395,6 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 				pid = p
 				h.Recovered = true
 				h.Previous = userFromPlain(sess.Data)
-			} else if n.log != nil {
-				n.log.Settle(p)
 			}
 		}
 	}
@@ -389,8 +419,22 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	if h.User == nil {
 		h.User = &User{}
 	}
-	// Under the write lock from here: the missed packets are read and the
-	// connection registered before any later broadcast is delivered.
+	// What the cluster log restored is encoded here, before the write lock
+	// (up to maxReplayPackets events: encoding them under it would stop
+	// every broadcast of the namespace meanwhile). Under the lock only the
+	// ordering is done: the node store's missed packets (already encoded) are
+	// read, the connection is registered and its replay queued before any
+	// later broadcast.
+	var replay [][]*eio.Message
+	if sess != nil && n.log != nil {
+		replay = make([][]*eio.Message, 0, len(sess.Missed))
+		for _, d := range sess.Missed {
+			if data, atts, err := sioparser.MarshalData(d); err == nil {
+				replay = append(replay, encodePacket(sioparser.Event, n.name, 0, false, data, atts))
+			}
+		}
+		sess.Missed = nil // encoded: the decoded values go now
+	}
 	n.mu.Lock()
 	var missed [][]*eio.Message
 	if sess != nil && n.store != nil {
@@ -399,6 +443,19 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 			// Evicted (or grown past the replay cap) while the middleware
 			// ran: a fresh session, never a partial history.
 			sess = nil
+		}
+	}
+	if sess != nil && n.log != nil {
+		// The cluster's restore ends here, under the lock: the broadcasts
+		// that came while it ran follow the replay, before any later one.
+		more, ok := n.log.Resume(pid)
+		if !ok { // failed meanwhile (too much came): a fresh session
+			sess, replay = nil, nil
+		}
+		for _, d := range more { // bounded by the adapter's restore buffer
+			if data, atts, err := sioparser.MarshalData(d); err == nil {
+				replay = append(replay, encodePacket(sioparser.Event, n.name, 0, false, data, atts))
+			}
 		}
 	}
 	c := &Conn{n: n, cl: cl, user: *h.User, release: h.release, rooms: map[string]struct{}{}, hooksDone: make(chan struct{})}
@@ -430,17 +487,15 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	if sess != nil {
 		n.joinLocked(c, sess.Rooms...)
 	}
-	// CONNECT, then the missed packets, before any live broadcast.
+	// CONNECT, then the missed packets, before any live broadcast. One Send
+	// per packet, as live: a replay past MaxBuffered closes the session after
+	// what fits, whose offsets the client's next recovery starts from.
 	cl.send(sioparser.Connect, n.name, 0, false, connectData, nil)
 	for _, m := range missed {
 		cl.eng.Send(m...)
 	}
-	if sess != nil && n.log != nil {
-		for _, d := range sess.Missed {
-			if data, atts, err := sioparser.MarshalData(d); err == nil {
-				cl.send(sioparser.Event, n.name, 0, false, data, atts)
-			}
-		}
+	for _, m := range replay {
+		cl.eng.Send(m...)
 	}
 	n.mu.Unlock()
 	settle()
