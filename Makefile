@@ -76,7 +76,8 @@ FUZZ_TARGETS := \
 	./internal/engine/eioparser:FuzzDecodePacket ./internal/engine/eioparser:FuzzDecodePayload \
 	./internal/engine/sioparser:FuzzSocketIODecode ./internal/engine/sioparser:FuzzJSON \
 	./internal/engine/eio:FuzzPollingPost ./internal/engine/eio:FuzzWebSocketFrames \
-	./internal/clientip:FuzzClientIP
+	./internal/clientip:FuzzClientIP \
+	./adapter:FuzzRedisBroadcast ./adapter:FuzzRedisRequest ./adapter:FuzzRedisResponse ./adapter:FuzzStreamEntry
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \

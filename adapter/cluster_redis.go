@@ -5,9 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +43,8 @@ type RedisCluster struct {
 	ps    *redis.PubSub
 
 	healthy atomic.Bool
+
+	writes writeQueue // answers to other nodes, off the receive loop
 }
 
 // Request types of the redis-adapter protocol.
@@ -60,7 +62,7 @@ const (
 )
 
 // publishTimeout bounds a broadcast's wait for Redis; while Redis is known
-// to be down, broadcasts skip it at once (local delivery goes on).
+// to be down, broadcasts fail at once (their senders are told unavailable).
 const publishTimeout = time.Second
 
 // NewRedisCluster returns a cluster over c with channel prefix (default
@@ -75,6 +77,7 @@ func NewRedisCluster(c redis.UniversalClient, prefix string, onError func(error)
 	}
 	r := &RedisCluster{requestCore: newRequestCore(onError), c: c, prefix: prefix, links: map[string]*redisLink{}}
 	r.batches.onPanic = func(v any) { onError(fmt.Errorf("cluster: disconnect batch panicked: %v", v)) }
+	r.writes.c, r.writes.onError = c, onError
 	r.healthy.Store(true)
 	return r
 }
@@ -103,6 +106,10 @@ func (r *RedisCluster) Attach(nsp string, local sio.Local) sio.Link {
 		responseChannel: r.prefix + "-response#" + nsp + "#"}
 	l.ownChannel = l.responseChannel + r.uid + "#"
 	l.sse.queue.onPanic = func(v any) { r.onError(fmt.Errorf("cluster: server-side handler of %s panicked: %v", nsp, v)) }
+	l.sse.onFull = func() {
+		r.serialRefused.Add(1)
+		r.onError(errSSERefused)
+	}
 	r.mu.Lock()
 	r.links[nsp] = l
 	ps := r.ps
@@ -202,25 +209,36 @@ func (r *RedisCluster) dispatch(m *redis.Message) {
 		if l == nil {
 			return
 		}
-		req, ok := decodeRequest([]byte(m.Payload))
-		if !ok {
+		req, err := decodeRequest([]byte(m.Payload), l.nsp)
+		if err != nil {
+			r.dropUndecodable(ch, err)
 			return
 		}
 		r.inbox.handle(req.UID == r.uid, func() { l.onRequest(req) })
 	case strings.HasPrefix(ch, r.prefix+"-response#"):
-		r.inbox.handle(true, func() { r.onResponse([]byte(m.Payload)) })
+		r.inbox.handle(true, func() { r.onResponse(ch, []byte(m.Payload)) })
 	case strings.HasPrefix(ch, r.prefix+"#"):
-		var msg []msgpack.RawMessage
-		if err := msgpack.Unmarshal([]byte(m.Payload), &msg); err != nil || len(msg) < 3 {
+		// As in Node, the namespace's adapter takes the broadcasts on its
+		// channels ("<prefix>#<nsp>#" and its rooms') whose packet is of
+		// that namespace; anything else is dropped.
+		b, err := decodeRedisBroadcast([]byte(m.Payload))
+		if err != nil {
+			r.dropUndecodable(ch, err)
 			return
 		}
-		if r.inbox.open() { // the common case: no closure, no uid to read
-			r.onBroadcast(ch, msg)
+		own := r.prefix + "#" + b.Nsp + "#"
+		if !strings.HasPrefix(ch, own) {
+			r.dropUndecodable(ch, fmt.Errorf("packet.nsp: not the namespace of the channel"))
 			return
 		}
-		var uid string
-		_ = msgpack.Unmarshal(msg[0], &uid)
-		r.inbox.handle(uid == r.uid, func() { r.onBroadcast(ch, msg) })
+		if m.Pattern != "" && m.Pattern != own+"*" {
+			return // another namespace's pattern matched too ('#' in names): delivered through the right one
+		}
+		if r.inbox.open() { // the common case: no closure
+			r.onBroadcast(ch, b)
+			return
+		}
+		r.inbox.handle(b.UID == r.uid, func() { r.onBroadcast(ch, b) })
 	}
 }
 
@@ -230,7 +248,7 @@ func (r *RedisCluster) link(nsp string) *redisLink {
 	return r.links[nsp]
 }
 
-// wireOpts is opts as the Node adapter encodes it.
+// wireOpts is opts as the Node adapter encodes it (decoded by decodeOpts).
 type wireOpts struct {
 	Rooms  []string       `msgpack:"rooms" json:"rooms"`
 	Except []string       `msgpack:"except" json:"except"`
@@ -248,59 +266,25 @@ func (o wireOpts) toOpts() sio.BroadcastOpts {
 	return out
 }
 
-func (r *RedisCluster) onBroadcast(channel string, msg []msgpack.RawMessage) {
+// onBroadcast delivers a broadcast of another node (decodeRedisBroadcast).
+func (r *RedisCluster) onBroadcast(channel string, b redisBroadcast) {
 	// Our own broadcasts come back too: delivering them from here gives every
 	// node's members the same (Redis) order.
-	var pkt map[string]any
-	if err := msgpack.Unmarshal(msg[1], &pkt); err != nil || pkt == nil {
-		return
-	}
-	var opts wireOpts
-	_ = msgpack.Unmarshal(msg[2], &opts)
-	nsp, _ := pkt["nsp"].(string)
-	if nsp == "" {
-		nsp = "/"
-	}
-	l := r.link(nsp)
+	l := r.link(b.Nsp)
 	if l == nil {
 		return
 	}
 	// Messages on a room channel only matter where that room has members.
-	if room := strings.TrimSuffix(strings.TrimPrefix(channel, l.channel), "#"); room != "" && room != channel && !l.local.HasRoom(room) {
+	if room := strings.TrimSuffix(strings.TrimPrefix(channel, l.channel), "#"); room != "" && !l.local.HasRoom(room) {
 		return
 	}
-	data, ok := pkt["data"].([]any)
-	if !ok || len(data) == 0 {
-		return
-	}
-	if t := toInt(pkt["type"]); t != 2 && t != 5 { // EVENT or BINARY_EVENT
-		return
-	}
-	l.local.Deliver(sio.Packet{Type: 2, Nsp: nsp, Data: data}, opts.toOpts())
+	l.local.Deliver(sio.Packet{Type: 2, Nsp: b.Nsp, Data: b.Data}, b.Opts.toOpts())
 }
 
+// toInt reads a msgpack or JSON number as an int (-1: not a number).
 func toInt(v any) int {
-	switch x := v.(type) {
-	case int8:
-		return int(x)
-	case int16:
-		return int(x)
-	case int32:
-		return int(x)
-	case int64:
-		return int(x)
-	case uint8:
-		return int(x)
-	case uint16:
-		return int(x)
-	case uint32:
-		return int(x)
-	case uint64:
-		return int(x)
-	case float64:
-		return int(x)
-	case int:
-		return x
+	if n, ok := integer(v); ok && n >= math.MinInt32 && n <= math.MaxInt32 {
+		return int(n)
 	}
 	return -1
 }
@@ -383,35 +367,30 @@ func (l *redisLink) Close() {
 	l.r.mu.Unlock()
 }
 
+// request is a request of another node (or this one), decoded by decodeRequest.
 type request struct {
-	UID       string         `json:"uid" msgpack:"uid"`
-	RequestID string         `json:"requestId" msgpack:"requestId"`
-	Type      int            `json:"type" msgpack:"type"`
-	Opts      *wireOpts      `json:"opts" msgpack:"opts"`
-	Rooms     []string       `json:"rooms" msgpack:"rooms"`
-	Room      string         `json:"room" msgpack:"room"`
-	SID       string         `json:"sid" msgpack:"sid"`
-	Close     bool           `json:"close" msgpack:"close"`
-	Packet    map[string]any `json:"packet" msgpack:"packet"`
-	Data      []any          `json:"data" msgpack:"data"` // SERVER_SIDE_EMIT: [event, ...args]
-}
-
-// decodeRequest reads a request as Node's adapter does: JSON when it starts
-// with "{", msgpack otherwise.
-func decodeRequest(payload []byte) (request, bool) {
-	var req request
-	var err error
-	if len(payload) > 0 && payload[0] == '{' {
-		err = json.Unmarshal(payload, &req)
-	} else {
-		err = msgpack.Unmarshal(payload, &req)
-	}
-	return req, err == nil
+	UID       string
+	RequestID string
+	Type      int
+	Opts      *wireOpts // nil: none (a one-socket request, by sid)
+	Rooms     []string
+	Room      string
+	SID       string
+	Close     bool
+	Packet    map[string]any // BROADCAST: {type, data, nsp}
+	Data      []any          // SERVER_SIDE_EMIT: [event, ...args]
 }
 
 // onRequest answers another node's request. This node's own socketsJoin,
 // socketsLeave and disconnectSockets come back here too and are applied
 // then, as the Node adapter does: in order with the broadcasts around them.
+//
+// It runs on the receive loop, which never waits for Redis: answers go to
+// the write queue (respond), and the read-only ones (sockets, allRooms,
+// fetchSockets) are even worked out there, just before they are sent. Such
+// an answer sees everything that came before the request (applied on the
+// loop already) and maybe some of what came after, as if the request had
+// been a little later; a burst of them costs the loop a decode each.
 func (l *redisLink) onRequest(req request) {
 	own := req.UID == l.r.uid
 	var opts sio.BroadcastOpts
@@ -423,13 +402,16 @@ func (l *redisLink) onRequest(req request) {
 		if own {
 			return
 		}
-		ids := l.local.Sockets(req.Rooms)
-		l.respond(map[string]any{"requestId": req.RequestID, "sockets": nonNil(ids)})
+		id, rooms := req.RequestID, req.Rooms
+		l.respondWith(func() any {
+			return map[string]any{"requestId": id, "sockets": nonNil(l.local.Sockets(rooms))}
+		})
 	case reqAllRooms:
 		if own {
 			return
 		}
-		l.respond(map[string]any{"requestId": req.RequestID, "rooms": nonNil(l.local.Rooms())})
+		id := req.RequestID
+		l.respondWith(func() any { return map[string]any{"requestId": id, "rooms": nonNil(l.local.Rooms())} })
 	case reqRemoteJoin, reqRemoteLeave:
 		if req.Opts == nil { // one socket by id
 			if !l.local.HasSocket(req.SID) {
@@ -462,11 +444,14 @@ func (l *redisLink) onRequest(req request) {
 		if own {
 			return
 		}
-		socks := l.local.Fetch(opts)
-		if socks == nil {
-			socks = []sio.SocketInfo{}
-		}
-		l.respond(map[string]any{"requestId": req.RequestID, "sockets": socks})
+		id := req.RequestID
+		l.respondWith(func() any {
+			socks := l.local.Fetch(opts)
+			if socks == nil {
+				socks = []sio.SocketInfo{}
+			}
+			return map[string]any{"requestId": id, "sockets": socks}
+		})
 	case reqServerSideEmit:
 		if own {
 			return
@@ -486,15 +471,18 @@ func (l *redisLink) onRequest(req request) {
 		if !ok || len(data) == 0 {
 			return
 		}
+		// The count and every recipient's ack (on its connection's goroutine)
+		// are queued (writeQueue): no goroutine and no wait on Redis per
+		// recipient, whatever their number.
+		id := req.RequestID
 		l.local.DeliverWithAck(sio.Packet{Type: 2, Nsp: l.nsp, Data: data}, opts,
 			func(n int) {
-				l.respond(map[string]any{"type": reqBroadcastClientCount, "requestId": req.RequestID, "clientCount": n})
+				l.respond(map[string]any{"type": reqBroadcastClientCount, "requestId": id, "clientCount": n})
 			},
 			func(arg any) {
-				b, err := msgpack.Marshal(map[string]any{"type": reqBroadcastAck, "requestId": req.RequestID, "packet": arg})
-				if err == nil {
-					l.publishResponse(b)
-				}
+				l.publishResponseWith(func() ([]byte, error) {
+					return msgpack.Marshal(map[string]any{"type": reqBroadcastAck, "requestId": id, "packet": arg})
+				})
 			})
 	}
 }
@@ -513,21 +501,175 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func (l *redisLink) respond(v any) {
-	b, err := marshalJSON(v)
-	if err != nil {
-		l.r.onError(err)
-		return
-	}
-	l.publishResponse(b)
+// respond queues v, as JSON, on the response channel (writeQueue).
+func (l *redisLink) respond(v any) { l.respondWith(func() any { return v }) }
+
+// respondWith queues the answer build makes, as JSON, when it is sent
+// (on the write queue's worker).
+func (l *redisLink) respondWith(build func() any) {
+	l.publishResponseWith(func() ([]byte, error) { return marshalJSON(build()) })
 }
 
+// publishResponse queues b on the response channel.
 func (l *redisLink) publishResponse(b []byte) {
+	l.publishResponseWith(func() ([]byte, error) { return b, nil })
+}
+
+// publishResponseWith queues the payload encode makes when it is sent.
+// Past the queue's cap the answer is dropped (counted, reported): for the
+// requester it is lost, and its request times out.
+func (l *redisLink) publishResponseWith(encode func() ([]byte, error)) {
+	ok := l.r.writes.push(func(ctx context.Context, p redis.Pipeliner) {
+		b, err := encode()
+		if err != nil {
+			l.r.onError(err)
+			return
+		}
+		p.Publish(ctx, l.responseChannel, b)
+	})
+	if !ok {
+		l.r.onError(errWritesFull)
+	}
+}
+
+// Redis writes made for the receive loop and the connections (writeQueue).
+const (
+	responseQueueMax = 4096 // jobs waiting; more are dropped
+	responseBatch    = 256  // jobs sent in one pipeline
+)
+
+var errWritesFull = errors.New("cluster: write queue full, answer to another node dropped")
+
+// writeQueue takes the Redis writes that answer other nodes (responses to
+// requests, broadcast acks) off the receive loop and the connections: a
+// bounded FIFO, sent in order by one worker goroutine per node (started
+// when jobs arrive, gone once none is left), in pipelines of up to
+// responseBatch commands, each bounded by publishTimeout. A job refused
+// because max jobs wait already, still unsent after RequestsTimeout (its
+// requester gave up), or whose write failed, is dropped and counted: for
+// the requester it is an answer lost on the way, and it times out as for
+// one.
+type writeQueue struct {
+	c       redis.UniversalClient
+	onError func(error)
+	max     int // jobs waiting (0: responseQueueMax); set before use
+
+	mu      sync.Mutex
+	q       []writeJob
+	running bool
+	dropped atomic.Uint64
+}
+
+type writeJob struct {
+	at  time.Time
+	add func(ctx context.Context, p redis.Pipeliner) // queues its commands on p (maybe none)
+}
+
+// push queues add; false when the queue is full (add dropped).
+func (w *writeQueue) push(add func(ctx context.Context, p redis.Pipeliner)) bool {
+	max := w.max
+	if max <= 0 {
+		max = responseQueueMax
+	}
+	w.mu.Lock()
+	if len(w.q) >= max {
+		w.mu.Unlock()
+		w.dropped.Add(1)
+		return false
+	}
+	w.q = append(w.q, writeJob{at: time.Now(), add: add})
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go w.run()
+	}
+	return true
+}
+
+func (w *writeQueue) run() {
+	batch := make([]writeJob, 0, responseBatch)
+	for {
+		w.mu.Lock()
+		if len(w.q) == 0 {
+			w.running = false
+			w.q = nil
+			w.mu.Unlock()
+			return
+		}
+		n := min(len(w.q), responseBatch)
+		batch = append(batch[:0], w.q[:n]...)
+		clear(w.q[:n])
+		w.q = w.q[n:]
+		w.mu.Unlock()
+		w.send(batch)
+		clear(batch)
+	}
+}
+
+// send writes one batch in a pipeline.
+func (w *writeQueue) send(batch []writeJob) {
+	pipe := w.c.Pipeline()
+	stale := time.Now().Add(-RequestsTimeout)
+	for _, j := range batch {
+		if j.at.Before(stale) {
+			w.dropped.Add(1)
+			continue
+		}
+		w.build(pipe, j)
+	}
+	if pipe.Len() == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	if err := l.r.c.Publish(ctx, l.responseChannel, b).Err(); err != nil {
-		l.r.onError(err)
+	cmds, err := pipe.Exec(ctx)
+	if err == nil {
+		return
 	}
+	for _, c := range cmds {
+		if c.Err() != nil {
+			w.dropped.Add(1)
+		}
+	}
+	w.onError(fmt.Errorf("cluster: answers to other nodes not sent: %w", err))
+}
+
+func (w *writeQueue) build(pipe redis.Pipeliner, j writeJob) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.dropped.Add(1)
+			w.onError(fmt.Errorf("cluster: answer to another node panicked: %v", v))
+		}
+	}()
+	j.add(context.Background(), pipe)
+}
+
+func (w *writeQueue) depth() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.q)
+}
+
+// WriteQueueDepth is the number of answers to other nodes (responses,
+// broadcast acks) waiting to be written to Redis (a gauge; capped at
+// responseQueueMax).
+func (r *RedisCluster) WriteQueueDepth() int { return r.writes.depth() }
+
+// WriteQueueDropped counts the answers to other nodes never written: the
+// queue was full, they waited past RequestsTimeout, or Redis failed them.
+func (r *RedisCluster) WriteQueueDropped() uint64 { return r.writes.dropped.Load() }
+
+// SerialQueueDepth is the number of disconnect batches and server-side
+// events waiting for their turn (a gauge).
+func (r *RedisCluster) SerialQueueDepth() int {
+	n := r.batches.depth()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.links {
+		n += l.sse.queue.depth()
+	}
+	return n
 }
 
 // ServerCount implements sio.Requester: the number of servers subscribed to
@@ -718,35 +860,18 @@ func (l *redisLink) BroadcastWithAck(ctx context.Context, p sio.Packet, opts sio
 	return n - 1, nil
 }
 
-// response is what a node answers on the response channels: JSON, but
-// broadcast acks (BROADCAST_ACK) in msgpack, as Node writes them.
-type response struct {
-	Type        int             `json:"type" msgpack:"type"`
-	RequestID   string          `json:"requestId" msgpack:"requestId"`
-	Sockets     json.RawMessage `json:"sockets" msgpack:"-"`
-	Data        any             `json:"data" msgpack:"data"`
-	ClientCount int             `json:"clientCount" msgpack:"clientCount"`
-	Packet      any             `json:"packet" msgpack:"packet"`
-}
-
 var barrierPrefix = []byte("sb-barrier:")
 
-func (r *RedisCluster) onResponse(payload []byte) {
-	if bytes.HasPrefix(payload, barrierPrefix) {
+// onResponse applies an answer on a response channel (decodeResponse), or
+// a barrier of this node on its own one.
+func (r *RedisCluster) onResponse(channel string, payload []byte) {
+	if bytes.HasPrefix(payload, barrierPrefix) && strings.HasSuffix(channel, "#"+r.uid+"#") {
 		r.seen.set(string(payload[len(barrierPrefix):]))
 		return
 	}
-	if len(payload) == 0 {
-		return
-	}
-	var res response
-	var err error
-	if payload[0] == '{' {
-		err = json.Unmarshal(payload, &res)
-	} else {
-		err = msgpack.Unmarshal(payload, &res)
-	}
-	if err != nil || res.RequestID == "" {
+	res, err := decodeResponse(payload)
+	if err != nil {
+		r.dropUndecodable(channel, err)
 		return
 	}
 	switch res.Type {
@@ -760,10 +885,7 @@ func (r *RedisCluster) onResponse(payload []byte) {
 	r.answer(res.RequestID, "", func(p *pendingRequest) {
 		switch p.what {
 		case "fetchSockets":
-			var socks []sio.SocketInfo
-			if json.Unmarshal(res.Sockets, &socks) == nil {
-				p.sockets = append(p.sockets, socks...)
-			}
+			p.sockets = append(p.sockets, res.Sockets...)
 		case "serverSideEmit":
 			p.acks = append(p.acks, res.Data)
 		}

@@ -62,6 +62,10 @@ type requestCore struct {
 	batches serial    // disconnect batches, one at a time, off the receive loop
 	seen    watermark // how far the receive loop got (barriers)
 
+	decodeErrs atomic.Uint64 // other nodes' messages dropped: they did not decode (decode.go)
+
+	serialRefused atomic.Uint64 // disconnect batches and server-side calls refused: their queue was full
+
 	pmu     sync.Mutex
 	pending map[string]*pendingRequest
 	acking  map[string]*ackRequest // this node's broadcasts with acks, by request id
@@ -250,7 +254,7 @@ func (c *requestCore) disconnect(local sio.Local, opts sio.BroadcastOpts, close 
 		return
 	}
 	c.inbox.hold()
-	c.batches.do(func() {
+	ok := c.batches.do(func() {
 		start := time.Now()
 		held, waits := true, true
 		release := func() {
@@ -283,37 +287,76 @@ func (c *requestCore) disconnect(local sio.Local, opts sio.BroadcastOpts, close 
 			}
 		}
 	})
+	if !ok { // the queue is full: the request is dropped, as if lost (a one-socket requester times out)
+		c.inbox.release()
+		c.serialRefused.Add(1)
+		c.onError(errBatchRefused)
+	}
 }
+
+// Caps of the work queued on behalf of other nodes.
+const (
+	inboxMax  = 8192 // messages held back in an inbox's backlog
+	serialMax = 1024 // functions waiting in a serial queue
+)
 
 // inbox orders what a receive loop dispatches: while a disconnect batch
 // holds it, messages of other nodes wait in the backlog, in order.
+//
+// The backlog is capped (max). When it is full the inbox gives up the
+// hold rather than a message: it runs the backlog and what follows at once,
+// in order, until no batch holds it any more (bypass). Only the ordering
+// of those messages after the batch is lost, as when a hold outlasts
+// holdMax; dropping them would lose them for every socket. Each time it
+// happens is counted (overflows).
 type inbox struct {
-	holds   atomic.Int32
-	queued  atomic.Int32 // len(backlog), for other goroutines
-	backlog []func()     // receive loop only
+	holds     atomic.Int32
+	queued    atomic.Int32 // len(backlog), for other goroutines
+	overflows atomic.Uint64
+	backlog   []func() // receive loop only
+	bypass    bool     // receive loop only: the backlog overflowed, holds are ignored until none is left
+	max       int      // backlog cap (0: inboxMax); set before the receive loop starts
 }
 
 func (b *inbox) hold()    { b.holds.Add(1) }
 func (b *inbox) release() { b.holds.Add(-1) }
 
+// held reports whether other nodes' messages must wait. Receive loop only.
+func (b *inbox) held() bool {
+	if b.holds.Load() == 0 {
+		b.bypass = false
+		return false
+	}
+	return !b.bypass
+}
+
 // handle runs fn now (always when pass: this node's own messages, responses)
 // or, while held, once released. Receive loop only.
 func (b *inbox) handle(pass bool, fn func()) {
 	b.drain()
-	if !pass && (b.holds.Load() > 0 || len(b.backlog) > 0) {
-		b.backlog = append(b.backlog, fn)
-		b.queued.Store(int32(len(b.backlog)))
-		return
+	if !pass && (b.held() || len(b.backlog) > 0) {
+		max := b.max
+		if max <= 0 {
+			max = inboxMax
+		}
+		if len(b.backlog) < max {
+			b.backlog = append(b.backlog, fn)
+			b.queued.Store(int32(len(b.backlog)))
+			return
+		}
+		b.bypass = true
+		b.overflows.Add(1)
+		b.drain()
 	}
 	fn()
 }
 
 // open reports whether nothing is held: messages run at once. Receive loop only.
-func (b *inbox) open() bool { return len(b.backlog) == 0 && b.holds.Load() == 0 }
+func (b *inbox) open() bool { return len(b.backlog) == 0 && !b.held() }
 
 // drain runs the backlog once released (it may hold again). Receive loop only.
 func (b *inbox) drain() {
-	for len(b.backlog) > 0 && b.holds.Load() == 0 {
+	for len(b.backlog) > 0 && !b.held() {
 		fn := b.backlog[0]
 		b.backlog[0] = nil
 		b.backlog = b.backlog[1:]
@@ -325,24 +368,44 @@ func (b *inbox) drain() {
 	}
 }
 
-// serial runs functions one at a time, in order, off the caller's goroutine.
+// serial runs functions one at a time, in order, off the caller's goroutine
+// (one goroutine while there is work, none after).
 type serial struct {
 	mu      sync.Mutex
 	q       []func()
 	running bool
 	onPanic func(any)
+	max     int // functions waiting beyond the running one (0: serialMax)
 }
 
-func (s *serial) do(fn func()) {
+// do runs fn after those queued before it; false (fn dropped) when max
+// functions wait already.
+func (s *serial) do(fn func()) bool {
 	s.mu.Lock()
 	if s.running {
+		max := s.max
+		if max <= 0 {
+			max = serialMax
+		}
+		if len(s.q) >= max {
+			s.mu.Unlock()
+			return false
+		}
 		s.q = append(s.q, fn)
 		s.mu.Unlock()
-		return
+		return true
 	}
 	s.running = true
 	s.mu.Unlock()
 	go s.run(fn)
+	return true
+}
+
+// depth is the number of functions waiting (the running one aside).
+func (s *serial) depth() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.q)
 }
 
 func (s *serial) run(fn func()) {
@@ -415,8 +478,9 @@ func (w *watermark) wait(ctx context.Context, id string) error {
 // serverSide holds a namespace's server-side handler and runs it in order,
 // off the receive loop.
 type serverSide struct {
-	h     atomic.Pointer[sio.ServerSideHandler]
-	queue serial
+	h      atomic.Pointer[sio.ServerSideHandler]
+	queue  serial
+	onFull func() // may be nil: an event dropped, its queue full (the requester times out)
 }
 
 func (s *serverSide) set(h sio.ServerSideHandler) {
@@ -440,7 +504,7 @@ func (s *serverSide) receive(data []any, answer func(ack any)) {
 	}
 	args := append([]any{}, data[1:]...)
 	h := *hp
-	s.queue.do(func() {
+	queued := s.queue.do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), RequestsTimeout)
 		defer cancel()
 		ack := h(ctx, event, args)
@@ -448,9 +512,30 @@ func (s *serverSide) receive(data []any, answer func(ack any)) {
 			answer(ack)
 		}
 	})
+	if !queued && s.onFull != nil {
+		s.onFull()
+	}
 }
 
 var (
 	errNoEvent      = errors.New("cluster: serverSideEmit needs an event name")
 	errRequestsDown = errors.New("cluster: redis unavailable, request not sent")
+	errBatchRefused = errors.New("cluster: too many disconnect batches queued, disconnectSockets request dropped")
+	errSSERefused   = errors.New("cluster: too many server-side events queued, event dropped")
 )
+
+// InboxBacklog is the number of other nodes' messages held back while a
+// disconnect batch runs (a gauge; capped at inboxMax).
+func (c *requestCore) InboxBacklog() int { return int(c.inbox.queued.Load()) }
+
+// InboxOverflows counts the times the inbox backlog was full, so that the
+// messages after it were let through without waiting for the batch.
+func (c *requestCore) InboxOverflows() uint64 { return c.inbox.overflows.Load() }
+
+// SerialQueueDepth is the number of disconnect batches waiting (a gauge;
+// RedisCluster adds its server-side event queues).
+func (c *requestCore) SerialQueueDepth() int { return c.batches.depth() }
+
+// SerialRefused counts the disconnectSockets requests and server-side
+// events dropped because their queue was full (serialMax).
+func (c *requestCore) SerialRefused() uint64 { return c.serialRefused.Load() }

@@ -47,12 +47,18 @@ type RedisStreamsCluster struct {
 	links map[string]*streamLink
 	live  map[string][]byte // pid -> encoded session of connected sockets (refreshed)
 
-	// deliverMu is held while the read loop delivers a batch, and by a
-	// restore from its replay until the restored socket is registered, so
-	// that every entry reaches it exactly once (replayed or live).
+	// deliverMu is held while the read loop delivers a batch, and briefly
+	// by a restore as it starts (streams_restore.go): a broadcast is
+	// delivered either before (the replay reads it) or after (it is
+	// buffered for the restore), never half.
 	deliverMu     sync.Mutex
 	lastDelivered atomic.Value // string: id of the last entry delivered here
-	restoring     map[string]*time.Timer
+	rstats        restoreStats
+	// restoreBufEntries and restoreBufBytes bound a restore's buffer
+	// (0: restoreBufferEntries, restoreBufferBytes).
+	restoreBufEntries, restoreBufBytes int
+
+	writer *streamWriter // Redis writes, off the receive loop
 
 	healthy atomic.Bool
 }
@@ -94,7 +100,8 @@ func NewRedisStreamsCluster(c, reader redis.UniversalClient, o StreamsOptions) *
 	}
 	r := &RedisStreamsCluster{requestCore: newRequestCore(o.OnError), c: c, reader: reader, stream: o.Prefix, keyPfx: o.Prefix + ":sio:session:",
 		window: o.RecoveryWindow, maxLen: o.MaxLen, heartbeat: o.HeartbeatInterval, nodeTTL: o.HeartbeatTimeout,
-		links: map[string]*streamLink{}, live: map[string][]byte{}, restoring: map[string]*time.Timer{}}
+		links: map[string]*streamLink{}, live: map[string][]byte{}}
+	r.writer = newStreamWriter(c, o.OnError)
 	r.batches.onPanic = func(v any) { o.OnError(fmt.Errorf("cluster: disconnect batch panicked: %v", v)) }
 	r.lastDelivered.Store("")
 	r.healthy.Store(true)
@@ -117,7 +124,7 @@ func (r *RedisStreamsCluster) AttachLog(nsp string, local sio.Local) sio.LogLink
 	r.links[nsp] = l
 	r.mu.Unlock()
 	// Announce this node: the others answer with a heartbeat, and count it.
-	go l.publishAsync(msgInitialHeartbeat, nil)
+	l.publishAsync(msgInitialHeartbeat, nil)
 	return l
 }
 
@@ -159,6 +166,7 @@ func (r *RedisStreamsCluster) Run(ctx context.Context) {
 			}
 		}
 		r.delivered(last)
+		r.sweepRestores()
 		r.deliverMu.Unlock()
 		if last != "$" {
 			r.seen.set(last)
@@ -204,14 +212,14 @@ func (r *RedisStreamsCluster) onEntry(m redis.XMessage) {
 	l := r.links[nsp]
 	r.mu.Unlock()
 	if l == nil {
-		return
+		return // another namespace's, or none (ignored, as in Node)
 	}
-	uid, _ := m.Values["uid"].(string)
-	ts, _ := m.Values["type"].(string)
-	typ, err := strconv.Atoi(ts)
+	e, err := decodeEntry(m.Values)
 	if err != nil {
+		r.dropUndecodable("stream "+r.stream+" entry "+m.ID, err)
 		return
 	}
+	uid, typ := e.UID, e.Type
 	own := uid == r.uid
 	if !own && uid != "" && uid != emitterUID {
 		l.sawNode(uid)
@@ -219,7 +227,7 @@ func (r *RedisStreamsCluster) onEntry(m redis.XMessage) {
 	switch typ {
 	case msgInitialHeartbeat:
 		if !own {
-			go l.publishAsync(msgHeartbeat, nil)
+			l.publishAsync(msgHeartbeat, nil)
 		}
 		return
 	case msgHeartbeat:
@@ -229,30 +237,33 @@ func (r *RedisStreamsCluster) onEntry(m redis.XMessage) {
 			l.dropNode(uid)
 		}
 		return
-	case msgFetchSocketsResponse, msgServerSideEmitResponse, msgBroadcastClientCount, msgBroadcastAck:
-		if !own {
-			r.onResponse(uid, typ, m.Values["data"])
+	case msgFetchSockets, msgServerSideEmit, msgFetchSocketsResponse, msgServerSideEmitResponse, msgBroadcastClientCount, msgBroadcastAck:
+		if own {
+			return // this node's own requests and answers
 		}
+	}
+	d, err := decodeStreamMessage(typ, e.Data, nsp)
+	if err != nil {
+		r.dropUndecodable("stream "+r.stream+" entry "+m.ID+" (type "+strconv.Itoa(typ)+")", err)
+		return
+	}
+	switch typ {
+	case msgFetchSocketsResponse, msgServerSideEmitResponse, msgBroadcastClientCount, msgBroadcastAck:
+		r.onResponse(uid, typ, d)
 		return
 	}
 	if r.inbox.open() {
-		l.onMessage(m, typ, own)
+		l.onMessage(m, typ, own, d)
 		return
 	}
-	r.inbox.handle(own, func() { l.onMessage(m, typ, own) })
+	r.inbox.handle(own, func() { l.onMessage(m, typ, own, d) })
 }
 
-// onMessage handles a broadcast or a request (receive loop).
-func (l *streamLink) onMessage(m redis.XMessage, typ int, own bool) {
+// onMessage handles a broadcast or a request (receive loop), its data d
+// decoded (decodeStreamMessage).
+func (l *streamLink) onMessage(m redis.XMessage, typ int, own bool, d anyMessage) {
 	switch typ {
 	case msgBroadcast:
-		d, err := decodeStream(m.Values["data"])
-		if err != nil || d.Packet.Data == nil {
-			return
-		}
-		if t := d.Packet.Type; t != 2 && t != 5 {
-			return
-		}
 		opts := d.Opts.toOpts()
 		if d.RequestID != "" { // a broadcast with acks from another node
 			if !own {
@@ -260,19 +271,15 @@ func (l *streamLink) onMessage(m redis.XMessage, typ int, own bool) {
 			}
 			return
 		}
-		l.local.Deliver(sio.Packet{Type: 2, Nsp: l.nsp, Data: d.Packet.Data, Offset: m.ID}, opts)
+		l.deliver(sio.Packet{Type: 2, Nsp: l.nsp, Data: d.Packet.Data, Offset: m.ID}, opts)
 	case msgSocketsJoin, msgSocketsLeave, msgDisconnectSockets:
 		// Our own come back here too and are applied then: in stream order.
-		d, err := decodeStream(m.Values["data"])
-		if err != nil {
-			return
-		}
 		opts := d.Opts.toOpts()
 		switch typ {
 		case msgSocketsJoin:
-			l.local.Join(opts, d.Rooms)
+			l.join(opts, d.Rooms)
 		case msgSocketsLeave:
-			l.local.Leave(opts, d.Rooms)
+			l.leave(opts, d.Rooms)
 		default:
 			l.r.disconnect(l.local, opts, d.Close, l.barrier, l.mark, nil)
 		}
@@ -280,21 +287,13 @@ func (l *streamLink) onMessage(m redis.XMessage, typ int, own bool) {
 		if own {
 			return
 		}
-		d, err := decodeStream(m.Values["data"])
-		if err != nil {
-			return
-		}
 		socks := l.local.Fetch(d.Opts.toOpts())
 		if socks == nil {
 			socks = []sio.SocketInfo{}
 		}
-		go l.publishAsync(msgFetchSocketsResponse, fetchResponseData{RequestID: d.RequestID, Sockets: socks})
+		l.publishAsync(msgFetchSocketsResponse, fetchResponseData{RequestID: d.RequestID, Sockets: socks})
 	case msgServerSideEmit:
 		if own {
-			return
-		}
-		d, err := decodeStream(m.Values["data"])
-		if err != nil {
 			return
 		}
 		var answer func(any)
@@ -307,21 +306,22 @@ func (l *streamLink) onMessage(m redis.XMessage, typ int, own bool) {
 	}
 }
 
+// deliverWithAck delivers a broadcast with acks of another node here (not
+// to the sockets being restored: it is not recovered). The count and each
+// ack go to the node's write queue: no goroutine per recipient.
 func (l *streamLink) deliverWithAck(d anyMessage, opts sio.BroadcastOpts) {
+	opts = withExcept(opts, l.restoringSockets())
 	l.local.DeliverWithAck(sio.Packet{Type: 2, Nsp: l.nsp, Data: d.Packet.Data}, opts,
 		func(n int) {
-			go l.publishAsync(msgBroadcastClientCount, clientCountData{RequestID: d.RequestID, ClientCount: n})
+			l.publishAsync(msgBroadcastClientCount, clientCountData{RequestID: d.RequestID, ClientCount: n})
 		},
 		func(arg any) {
-			go l.publishAsync(msgBroadcastAck, packetData{RequestID: d.RequestID, Packet: arg})
+			l.publishAsync(msgBroadcastAck, packetData{RequestID: d.RequestID, Packet: arg})
 		})
 }
 
-func (r *RedisStreamsCluster) onResponse(uid string, typ int, data any) {
-	d, err := decodeStream(data)
-	if err != nil || d.RequestID == "" {
-		return
-	}
+// onResponse applies another node's answer, its data d decoded.
+func (r *RedisStreamsCluster) onResponse(uid string, typ int, d anyMessage) {
 	switch typ {
 	case msgBroadcastClientCount:
 		r.ackCount(d.RequestID, uid, d.ClientCount)
@@ -333,10 +333,7 @@ func (r *RedisStreamsCluster) onResponse(uid string, typ int, data any) {
 	r.answer(d.RequestID, uid, func(p *pendingRequest) {
 		switch typ {
 		case msgFetchSocketsResponse:
-			var socks []sio.SocketInfo
-			if b, err := json.Marshal(d.Sockets); err == nil && json.Unmarshal(b, &socks) == nil {
-				p.sockets = append(p.sockets, socks...)
-			}
+			p.sockets = append(p.sockets, d.Sockets...)
 		case msgServerSideEmitResponse:
 			p.acks = append(p.acks, d.PacketAck)
 		}
@@ -356,7 +353,7 @@ type streamData struct {
 	Opts      wireOpts     `json:"opts" msgpack:"opts"`
 }
 
-// anyMessage is the data of any message type, decoded.
+// anyMessage is the data of any message type, decoded (decodeStreamMessage).
 type anyMessage struct {
 	Packet      streamPacket // a broadcast's packet
 	PacketArgs  []any        // a serverSideEmit's packet: [event, ...args]
@@ -365,53 +362,8 @@ type anyMessage struct {
 	RequestID   string
 	Rooms       []string
 	Close       bool
-	Sockets     any
+	Sockets     []sio.SocketInfo
 	ClientCount int
-}
-
-// wireMessage is any message's data as written.
-type wireMessage struct {
-	Packet      any      `json:"packet" msgpack:"packet"`
-	Opts        wireOpts `json:"opts" msgpack:"opts"`
-	RequestID   string   `json:"requestId" msgpack:"requestId"`
-	Rooms       []string `json:"rooms" msgpack:"rooms"`
-	Close       bool     `json:"close" msgpack:"close"`
-	Sockets     any      `json:"sockets" msgpack:"sockets"`
-	ClientCount int      `json:"clientCount" msgpack:"clientCount"`
-}
-
-// decodeStream reads an entry's data: JSON, or base64 msgpack when it has
-// binary (as the Node adapter writes it).
-func decodeStream(v any) (anyMessage, error) {
-	s, _ := v.(string)
-	var w wireMessage
-	var err error
-	if strings.HasPrefix(s, "{") {
-		err = json.Unmarshal([]byte(s), &w)
-	} else {
-		var b []byte
-		if b, err = base64.StdEncoding.DecodeString(s); err == nil {
-			err = msgpack.Unmarshal(b, &w)
-		}
-	}
-	d := anyMessage{PacketAck: w.Packet, Opts: w.Opts, RequestID: w.RequestID, Rooms: w.Rooms,
-		Close: w.Close, Sockets: w.Sockets, ClientCount: w.ClientCount}
-	if err != nil {
-		return d, err
-	}
-	switch p := w.Packet.(type) {
-	case []any:
-		d.PacketArgs = p
-	case map[string]any:
-		d.Packet.Type = toInt(p["type"])
-		d.Packet.Data, _ = p["data"].([]any)
-		d.Packet.Nsp, _ = p["nsp"].(string)
-		if id, ok := p["id"]; ok && id != nil {
-			n := uint64(toInt(id))
-			d.Packet.ID = &n
-		}
-	}
-	return d, nil
 }
 
 func hasBinary(v any) bool {
@@ -465,6 +417,8 @@ type streamLink struct {
 
 	nmu   sync.Mutex
 	nodes map[string]time.Time // other servers of the namespace, by uid: when last heard of
+
+	rs restoreSet // sessions being restored (streams_restore.go)
 }
 
 // Publish implements sio.Link.
@@ -501,7 +455,7 @@ func (l *streamLink) Close() {
 	delete(l.r.links, l.nsp)
 	l.r.mu.Unlock()
 	if l.r.healthy.Load() {
-		l.publishAsync(msgAdapterClose, nil)
+		_, _ = l.publish(context.Background(), msgAdapterClose, nil)
 	}
 }
 
@@ -519,7 +473,8 @@ func encodeSession(s sio.Session) []byte {
 }
 
 // SaveSession implements sio.LogLink: the session of a connected socket,
-// written now and refreshed while it stays connected.
+// written soon (the write queue: a join applied by the receive loop does
+// not wait for Redis) and refreshed while it stays connected.
 func (l *streamLink) SaveSession(s sio.Session) {
 	if s.Pid == "" {
 		return
@@ -528,10 +483,11 @@ func (l *streamLink) SaveSession(s sio.Session) {
 	l.r.mu.Lock()
 	l.r.live[s.Pid] = enc
 	l.r.mu.Unlock()
-	l.r.set(s.Pid, enc)
+	l.r.writer.session(l.r.keyPfx+s.Pid, &sessionOp{value: enc, ttl: l.r.window})
 }
 
-// PersistSession implements sio.LogLink.
+// PersistSession implements sio.LogLink: written before it returns
+// (bounded by publishTimeout), after the session's queued writes.
 func (l *streamLink) PersistSession(s sio.Session) {
 	if s.Pid == "" {
 		return
@@ -539,10 +495,12 @@ func (l *streamLink) PersistSession(s sio.Session) {
 	l.r.mu.Lock()
 	delete(l.r.live, s.Pid)
 	l.r.mu.Unlock()
-	l.r.set(s.Pid, encodeSession(s))
+	key := l.r.keyPfx + s.Pid
+	l.r.writer.session(key, &sessionOp{value: encodeSession(s), ttl: l.r.window})
+	l.r.writer.flush(key)
 }
 
-// DropSession implements sio.LogLink.
+// DropSession implements sio.LogLink: as PersistSession, a DEL.
 func (l *streamLink) DropSession(pid string) {
 	if pid == "" {
 		return
@@ -550,19 +508,9 @@ func (l *streamLink) DropSession(pid string) {
 	l.r.mu.Lock()
 	delete(l.r.live, pid)
 	l.r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	if err := l.r.c.Del(ctx, l.r.keyPfx+pid).Err(); err != nil {
-		l.r.onError(err)
-	}
-}
-
-func (r *RedisStreamsCluster) set(pid string, enc []byte) {
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	if err := r.c.Set(ctx, r.keyPfx+pid, enc, r.window).Err(); err != nil {
-		r.onError(err)
-	}
+	key := l.r.keyPfx + pid
+	l.r.writer.session(key, &sessionOp{del: true})
+	l.r.writer.flush(key)
 }
 
 // refreshLoop keeps connected sessions alive in Redis: a node that dies
@@ -613,124 +561,6 @@ const maxRestoreEntries = 10000
 // trimmed to about maxLen, so more means it is not; the restore is refused
 // then too.
 func (r *RedisStreamsCluster) restoreScanLimit() int { return int(2*r.maxLen) + maxRestoreEntries }
-
-// RestoreSession implements sio.LogLink.
-func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
-	if !offsetRE.MatchString(offset) {
-		return nil, nil
-	}
-	r := l.r
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	raw, err := r.c.GetDel(ctx, r.keyPfx+pid).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("restore session: %w", err)
-	}
-	l.r.mu.Lock()
-	delete(l.r.live, pid)
-	l.r.mu.Unlock()
-	if at, err := r.c.XRange(ctx, r.stream, offset, offset).Result(); err != nil || len(at) == 0 {
-		return nil, err // the offset left the stream: too old to recover
-	}
-	dec, err := base64.StdEncoding.DecodeString(string(raw))
-	if err != nil {
-		return nil, nil
-	}
-	var ws wireSession
-	if err := msgpack.Unmarshal(dec, &ws); err != nil {
-		return nil, nil
-	}
-	s := &sio.Session{Sid: ws.Sid, Pid: ws.Pid, Rooms: ws.Rooms, Data: ws.Data, Missed: []any{}}
-	rooms := map[string]bool{}
-	for _, room := range ws.Rooms {
-		rooms[room] = true
-	}
-	// Replay what this node's read loop has delivered since offset; what
-	// comes after is delivered live once the socket is registered (Settle).
-	end := r.hold(pid, offset)
-	from := nextOffset(offset)
-	for read := 0; end != "" && !idLess(end, from); {
-		if read >= r.restoreScanLimit() {
-			l.Settle(pid)
-			return nil, nil // not read to the end: never a partial history
-		}
-		entries, err := r.c.XRangeN(ctx, r.stream, from, end, 500).Result()
-		if err != nil {
-			l.Settle(pid)
-			return nil, err
-		}
-		if len(entries) == 0 {
-			break
-		}
-		for _, e := range entries {
-			read++
-			from = nextOffset(e.ID)
-			if nsp, _ := e.Values["nsp"].(string); nsp != l.nsp {
-				continue
-			}
-			if t, _ := e.Values["type"].(string); t != "3" {
-				continue
-			}
-			d, err := decodeStream(e.Values["data"])
-			if err != nil || d.Packet.Type != 2 || d.Packet.ID != nil || d.RequestID != "" || d.Opts.Flags["volatile"] == true || !includes(rooms, d.Opts) {
-				continue
-			}
-			if len(s.Missed) == maxRestoreEntries {
-				l.Settle(pid)
-				return nil, nil // too much missed: a fresh session, never a partial history
-			}
-			s.Missed = append(s.Missed, append(d.Packet.Data, e.ID))
-		}
-		if len(entries) < 500 {
-			break
-		}
-	}
-	return s, nil
-}
-
-// settleAfter bounds how long a restore may hold live delivery.
-const settleAfter = 3 * time.Second
-
-// hold takes deliverMu for a restore (released by Settle), once the read
-// loop has delivered at least up to offset (bounded wait), and returns the
-// id of the last entry delivered here.
-func (r *RedisStreamsCluster) hold(pid, offset string) string {
-	// Entries a disconnect batch holds back (requestCore.disconnect) are not
-	// delivered yet: wait for them too, or this node's own entries delivered
-	// past lastDelivered meanwhile would be neither replayed nor delivered.
-	deadline := time.Now().Add(time.Second + holdMax)
-	for {
-		r.deliverMu.Lock()
-		last, _ := r.lastDelivered.Load().(string)
-		if (last != "" && !idLess(last, offset) && r.inbox.queued.Load() == 0) || time.Now().After(deadline) {
-			break
-		}
-		r.deliverMu.Unlock()
-		time.Sleep(5 * time.Millisecond)
-	}
-	r.mu.Lock()
-	r.restoring[pid] = time.AfterFunc(settleAfter, func() { r.settle(pid) })
-	r.mu.Unlock()
-	last, _ := r.lastDelivered.Load().(string)
-	return last
-}
-
-// Settle implements sio.LogLink.
-func (l *streamLink) Settle(pid string) { l.r.settle(pid) }
-
-func (r *RedisStreamsCluster) settle(pid string) {
-	r.mu.Lock()
-	t, ok := r.restoring[pid]
-	delete(r.restoring, pid)
-	r.mu.Unlock()
-	if ok {
-		t.Stop()
-		r.deliverMu.Unlock()
-	}
-}
 
 // idLess compares stream ids ("ms-seq") numerically.
 func idLess(a, b string) bool {
@@ -841,13 +671,9 @@ func encodeMessage(typ int, data any) (string, error) {
 // returns its id.
 func (l *streamLink) publish(ctx context.Context, typ int, data any) (string, error) {
 	r := l.r
-	values := []any{"uid", r.uid, "nsp", l.nsp, "type", strconv.Itoa(typ)}
-	if data != nil {
-		enc, err := encodeMessage(typ, data)
-		if err != nil {
-			return "", err
-		}
-		values = append(values, "data", enc)
+	values, err := l.entryValues(typ, data)
+	if err != nil {
+		return "", err
 	}
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
@@ -859,9 +685,9 @@ func (l *streamLink) publish(ctx context.Context, typ int, data any) (string, er
 	return id, nil
 }
 
-func (l *streamLink) publishAsync(typ int, data any) {
-	_, _ = l.publish(context.Background(), typ, data)
-}
+// publishAsync queues a message of this node (the write queue: it never
+// blocks, and costs no goroutine).
+func (l *streamLink) publishAsync(typ int, data any) { l.r.writer.message(l, typ, data) }
 
 // heartbeatLoop announces this node to the others on every namespace, and
 // forgets the nodes not heard of for the heartbeat timeout.

@@ -155,6 +155,49 @@ func newMetrics(g gauges) *metrics {
 	return m
 }
 
+// clusterStats is what a Redis adapter counts of its inter-node work (issue
+// 11): both adapters have it.
+type clusterStats interface {
+	DecodeErrors() uint64
+	WriteQueueDepth() int
+	WriteQueueDropped() uint64
+	InboxBacklog() int
+	InboxOverflows() uint64
+	SerialQueueDepth() int
+	SerialRefused() uint64
+}
+
+// restoreStats is what the streams adapter counts of its session restores.
+type restoreStats interface {
+	RestoreOverflows() uint64
+	RestoresAbandoned() uint64
+}
+
+// registerCluster exports the adapter's counters and queue depths.
+func (m *metrics) registerCluster(c clusterStats) {
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	gauge := func(name, help string, f func() int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	m.reg.MustRegister(
+		counter("switchboard_cluster_decode_errors_total", "Inter-node packets, requests or responses dropped because they did not decode.", c.DecodeErrors),
+		gauge("switchboard_cluster_write_queue_depth", "Redis writes (responses, session saves) waiting for the node's writer.", c.WriteQueueDepth),
+		counter("switchboard_cluster_write_queue_dropped_total", "Redis writes dropped: queue full, too old, or failed.", c.WriteQueueDropped),
+		gauge("switchboard_cluster_inbox_backlog", "Inter-node messages held behind a disconnect batch.", c.InboxBacklog),
+		counter("switchboard_cluster_inbox_overflows_total", "Times the held inter-node backlog reached its cap and was released.", c.InboxOverflows),
+		gauge("switchboard_cluster_serial_queue_depth", "Disconnect batches and server-side events waiting to run.", c.SerialQueueDepth),
+		counter("switchboard_cluster_serial_refused_total", "Disconnect batches and server-side events refused: their queue was full.", c.SerialRefused),
+	)
+	if r, ok := c.(restoreStats); ok {
+		m.reg.MustRegister(
+			counter("switchboard_cluster_restore_overflows_total", "Session restores given up because the live entries buffered meanwhile exceeded their cap.", r.RestoreOverflows),
+			counter("switchboard_cluster_restores_abandoned_total", "Session restores abandoned (the connection went away or failed before it completed).", r.RestoresAbandoned),
+		)
+	}
+}
+
 // Handshake implements sio.Observer.
 func (m *metrics) Handshake(nsp, code string) {
 	m.handshakes.WithLabelValues(nsp, code).Inc()

@@ -111,6 +111,9 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		ready:         func() bool { return s.readyErr() == nil },
 	})
 	s.redisLog.count = s.metrics.redisErrors.Inc
+	if c, ok := st.cluster.(clusterStats); ok {
+		s.metrics.registerCluster(c)
+	}
 	if d, ok := st.dedupe.(*adapter.MemoryDedupe); ok {
 		d.SetMaxEntries(cfg.DedupeMaxEntries, func() { s.metrics.Limit(sio.LimitDedupeEviction) })
 	}

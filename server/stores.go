@@ -51,7 +51,14 @@ func (s *Server) stores() (stores, error) {
 	opt.ContextTimeoutEnabled = true
 	rc := redis.NewClient(opt)
 	clients := []*redis.Client{rc}
-	onErr := func(err error) { s.redisLog.warn(err, "redis") }
+	decodeLog := &rateLog{log: s.log, every: time.Second} // undecodable input is not a Redis error
+	onErr := func(err error) {
+		if errors.Is(err, adapter.ErrUndecodable) {
+			decodeLog.warn(err, "cluster input dropped")
+			return
+		}
+		s.redisLog.warn(err, "redis")
+	}
 
 	var cluster clusterLoop
 	if s.cfg.Adapter == "redis-streams" {

@@ -10,6 +10,10 @@
 //   c.lb             { url, kind, logs, stop() }
 //   c.stop()
 //
+// startCluster({ redisVia: 'proxy' }): every node reaches Redis through its own helpers/redis-proxy.js proxy (latency,
+// stalls, cuts, slowed commands): c.redisProxies[i] is node i's, c.redisProxy applies an operation to all of them.
+// redisVia may also be a proxy object (anything with .url) that every node then uses; the caller closes it.
+//
 // Environment: SWITCHBOARD_BIN (prebuilt binary), HAPROXY_BIN / NGINX_BIN / REDIS_SERVER_BIN (default: Debian's),
 // CLUSTER_LOG_LEVEL (nodes' LOG_LEVEL, default warn), CLUSTER_LOG_DIR (write every process's output there at stop).
 // Test files get: startCluster, clusterClient (withCredentials: true, for the sticky cookie), nodeOf (the node a
@@ -23,6 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient } from 'redis';
 import { ROOT, startServer, freePort, sleep, waitFor, client, test as helperTest } from '../helpers/index.js';
+import { startRedisProxy, proxyGroup } from '../helpers/redis-proxy.js';
 
 export const DEPLOY = path.join(ROOT, 'deploy');
 export const STICKY_COOKIE = 'sb_node';
@@ -231,8 +236,8 @@ export async function startBalancer(kind, nodePorts, { port } = {}) {
 // Cluster
 
 /** Starts Redis (unless given), `nodes` Switchboard nodes (NODE_ID node1..) and a balancer. */
-export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, redis } = {}) {
-  const c = { nodes: [], redis: null, lb: null, ownRedis: !redis };
+export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, redis, redisVia } = {}) {
+  const c = { nodes: [], redis: null, lb: null, ownRedis: !redis, redisProxies: [], redisProxy: null };
   c.stop = async () => {
     if (c.lb) await c.lb.stop();
     // CLUSTER_LOG_DIR=<dir>: keep every process's output of this cluster there (for digging into a failure).
@@ -244,15 +249,24 @@ export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, 
       if (c.redis && c.ownRedis) fs.writeFileSync(path.join(dir, 'redis.log'), c.redis.logs.join('\n'));
     }
     await Promise.all(c.nodes.map((n) => n.stop(3000)));
+    if (c.ownProxies) await Promise.all(c.redisProxies.map((p) => p.close()));
     if (c.ownRedis && c.redis) await c.redis.stop();
   };
   try {
     c.redis = redis ?? (await startRedis());
+    if (redisVia === 'proxy') {
+      c.ownProxies = true;
+      for (let i = 0; i < nodes; i++) c.redisProxies.push(await startRedisProxy(c.redis.port));
+      c.redisProxy = proxyGroup(c.redisProxies);
+    } else if (redisVia) {
+      c.redisProxies = Array.from({ length: nodes }, () => redisVia);
+      c.redisProxy = redisVia;
+    }
     c.nodes = await Promise.all(Array.from({ length: nodes }, (_, i) => startServer({
       name: `node${i + 1}`,
       env: {
         ADAPTER: 'redis',
-        REDIS_URL: c.redis.url,
+        REDIS_URL: c.redisProxies[i]?.url ?? c.redis.url,
         NODE_ID: `node${i + 1}`,
         STICKY_COOKIE,
         TRUSTED_PROXIES: '127.0.0.1/32', // the balancers' X-Forwarded-For names the client
