@@ -759,6 +759,9 @@ func decodeEntry(values map[string]any) (streamEntry, error) {
 	if e.Type == 0 {
 		return streamEntry{}, errors.New("entry.type: missing")
 	}
+	if e.Nsp == "" { // Node's adapter writes its namespace on every entry
+		return streamEntry{}, errors.New("entry.nsp: missing")
+	}
 	return e, nil
 }
 
