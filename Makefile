@@ -79,9 +79,10 @@ FUZZ_TARGETS := \
 	./internal/clientip:FuzzClientIP \
 	./adapter:FuzzRedisBroadcast ./adapter:FuzzRedisRequest ./adapter:FuzzRedisResponse ./adapter:FuzzStreamEntry
 test-fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	@mkdir -p .tmp; set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test $(GOFLAGS_TAGS) -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; done
+		$(GO) test $(GOFLAGS_TAGS) -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >.tmp/fuzz.log 2>&1 || \
+		{ grep -v '^fuzz: elapsed' .tmp/fuzz.log | tail -40; exit 1; }; done
 
 test-node: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed npm test
