@@ -579,20 +579,9 @@ func splitID(id string) (uint64, uint64) {
 	return ms, seq
 }
 
+// includes is selects for options as they come from the wire.
 func includes(rooms map[string]bool, o wireOpts) bool {
-	in := len(o.Rooms) == 0
-	for _, r := range o.Rooms {
-		if rooms[r] {
-			in = true
-			break
-		}
-	}
-	for _, r := range o.Except {
-		if rooms[r] {
-			return false
-		}
-	}
-	return in
+	return selects(rooms, sio.BroadcastOpts{Rooms: o.Rooms, Except: o.Except})
 }
 
 func nextOffset(id string) string {
