@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -344,27 +347,24 @@ func plain(v any, depth int) error {
 		}
 		return nil
 	case []any:
-		if depth >= maxWireDepth {
-			return errTooDeep
-		}
-		for _, e := range x {
-			if err := plain(e, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return plainAll(slices.Values(x), depth)
 	case map[string]any:
-		if depth >= maxWireDepth {
-			return errTooDeep
-		}
-		for _, e := range x {
-			if err := plain(e, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return plainAll(maps.Values(x), depth)
 	}
 	return fmt.Errorf("value of type %T", v)
+}
+
+// plainAll is plain for the elements of an array or object at depth.
+func plainAll(elems iter.Seq[any], depth int) error {
+	if depth >= maxWireDepth {
+		return errTooDeep
+	}
+	for e := range elems {
+		if err := plain(e, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // broadcastFlags are the flags of Socket.IO's BroadcastOperator and Socket:
