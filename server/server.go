@@ -114,6 +114,9 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	if c, ok := st.cluster.(clusterStats); ok {
 		s.metrics.registerCluster(c)
 	}
+	if len(st.pools) > 0 {
+		s.metrics.reg.MustRegister(poolCollector(st.pools))
+	}
 	if d, ok := st.dedupe.(*adapter.MemoryDedupe); ok {
 		d.SetMaxEntries(cfg.DedupeMaxEntries, func() { s.metrics.Limit(sio.LimitDedupeEviction) })
 	}

@@ -23,6 +23,13 @@ type stores struct {
 	// dedupeLen is the number of clientIds remembered here (-1: in Redis).
 	dedupeLen func() int
 	run       []func(ctx context.Context, s *Server)
+	pools     []redisPool // for the pool metrics
+}
+
+// redisPool is one of the node's Redis clients, by role.
+type redisPool struct {
+	name string
+	c    *redis.Client
 }
 
 // clusterLoop is a cluster with a receive loop and a health signal.
@@ -31,6 +38,11 @@ type clusterLoop interface {
 	Healthy() bool
 	Run(context.Context)
 }
+
+// recoveryPoolSize is the streams adapter's connections for session
+// restores: enough to keep Redis busy, few enough that a storm of them
+// leaves the live path its own pool.
+const recoveryPoolSize = 4
 
 func (s *Server) stores() (stores, error) {
 	switch s.cfg.Adapter {
@@ -51,6 +63,7 @@ func (s *Server) stores() (stores, error) {
 	opt.ContextTimeoutEnabled = true
 	rc := redis.NewClient(opt)
 	clients := []*redis.Client{rc}
+	pools := []redisPool{{"commands", rc}}
 	decodeLog := &rateLog{log: s.log, every: time.Second} // undecodable input is not a Redis error
 	onErr := func(err error) {
 		if errors.Is(err, adapter.ErrUndecodable) {
@@ -65,14 +78,26 @@ func (s *Server) stores() (stores, error) {
 		ropt := *opt
 		ropt.ReadTimeout = 5 * time.Second // above the XREAD block time
 		reader := redis.NewClient(&ropt)
-		clients = append(clients, reader)
+		// Restores read on their own few connections: a reconnect storm
+		// waits there, not in the pool live publishes use.
+		vopt := *opt
+		vopt.PoolSize = recoveryPoolSize
+		recovery := redis.NewClient(&vopt)
+		clients = append(clients, reader, recovery)
+		pools = append(pools, redisPool{"stream_reader", reader}, redisPool{"recovery", recovery})
 		cluster = adapter.NewRedisStreamsCluster(rc, reader, adapter.StreamsOptions{
-			Prefix: s.cfg.RedisPrefix, RecoveryWindow: s.cfg.RecoveryWindow, OnError: onErr,
+			Prefix: s.cfg.RedisPrefix, RecoveryWindow: s.cfg.RecoveryWindow, OnError: onErr, Recovery: recovery,
+			TailBytes: s.cfg.RecoveryMaxBytes,
 		})
 	} else {
 		cluster = adapter.NewRedisCluster(rc, s.cfg.RedisPrefix, onErr)
 	}
-	presence := adapter.NewRedisPresence(rc, adapter.RedisPresenceOptions{
+	// Presence changes with every connect and disconnect: on their own
+	// pool, a storm of them never delays the messages' claims and publishes.
+	pc := redis.NewClient(opt)
+	clients = append(clients, pc)
+	pools = append(pools, redisPool{"presence", pc})
+	presence := adapter.NewRedisPresence(pc, adapter.RedisPresenceOptions{
 		Prefix: s.cfg.RedisPrefix, NodeID: s.cfg.NodeID, OnError: onErr,
 	})
 	s.ready = func() error {
@@ -86,6 +111,7 @@ func (s *Server) stores() (stores, error) {
 		presence:  presence,
 		dedupe:    adapter.NewRedisDedupe(rc, s.cfg.RedisPrefix, onErr),
 		dedupeLen: func() int { return -1 },
+		pools:     pools,
 		run: []func(context.Context, *Server){
 			func(ctx context.Context, _ *Server) { cluster.Run(ctx) },
 			func(ctx context.Context, s *Server) { presence.Run(ctx, s.rooms.UserGone) },
