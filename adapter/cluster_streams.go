@@ -36,6 +36,7 @@ type RedisStreamsCluster struct {
 	requestCore
 	c         redis.UniversalClient // commands
 	reader    redis.UniversalClient // the blocking XREAD loop (its own connection and timeouts)
+	recovery  redis.UniversalClient // session restores' reads (their own pool; c when none)
 	stream    string
 	keyPfx    string        // session keys: "<prefix>:sio:session:<pid>" (Node: "sio:session:")
 	window    time.Duration // session lifetime after a disconnect (RECOVERY_WINDOW)
@@ -59,6 +60,7 @@ type RedisStreamsCluster struct {
 	restoreBufEntries, restoreBufBytes int
 
 	writer *streamWriter // Redis writes, off the receive loop
+	tail   streamTail    // recent broadcasts, for restores (deliverMu)
 
 	healthy atomic.Bool
 }
@@ -73,7 +75,16 @@ type StreamsOptions struct {
 	// node no longer counts (Node's defaults: 5s and 10s).
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
-	OnError           func(error)
+	// Recovery serves the session restores' reads (GETDEL, XRANGE). Give it
+	// its own small pool: a storm of reconnecting clients then queues
+	// there, and never holds the connections that live publishes and
+	// dedupe claims wait for. nil: the commands client.
+	Recovery redis.UniversalClient
+	// TailBytes bounds the memory of the stream's tail kept decoded for
+	// restores (streams_tail.go); 0: 16 MiB, < 0: none (every restore reads
+	// Redis).
+	TailBytes int64
+	OnError   func(error)
 }
 
 // NewRedisStreamsCluster returns a streams cluster. c serves commands;
@@ -98,10 +109,17 @@ func NewRedisStreamsCluster(c, reader redis.UniversalClient, o StreamsOptions) *
 	if o.HeartbeatTimeout <= 0 {
 		o.HeartbeatTimeout = 10 * time.Second
 	}
-	r := &RedisStreamsCluster{requestCore: newRequestCore(o.OnError), c: c, reader: reader, stream: o.Prefix, keyPfx: o.Prefix + ":sio:session:",
+	if o.Recovery == nil {
+		o.Recovery = c
+	}
+	r := &RedisStreamsCluster{requestCore: newRequestCore(o.OnError), c: c, reader: reader, recovery: o.Recovery, stream: o.Prefix, keyPfx: o.Prefix + ":sio:session:",
 		window: o.RecoveryWindow, maxLen: o.MaxLen, heartbeat: o.HeartbeatInterval, nodeTTL: o.HeartbeatTimeout,
 		links: map[string]*streamLink{}, live: map[string][]byte{}}
 	r.writer = newStreamWriter(c, o.OnError)
+	r.tail.maxEntries, r.tail.maxBytes = int(o.MaxLen), int(o.TailBytes)
+	if o.TailBytes == 0 {
+		r.tail.maxBytes = defaultTailBytes
+	}
 	r.batches.onPanic = func(v any) { o.OnError(fmt.Errorf("cluster: disconnect batch panicked: %v", v)) }
 	r.lastDelivered.Store("")
 	r.healthy.Store(true)
@@ -151,6 +169,9 @@ func (r *RedisStreamsCluster) Run(ctx context.Context) {
 			}
 			r.healthy.Store(false)
 			r.onError(err)
+			r.deliverMu.Lock()
+			r.tail.reset() // entries may be missed meanwhile (trimmed, or Redis restarted)
+			r.deliverMu.Unlock()
 			if !b.wait(ctx) {
 				return
 			}
@@ -270,6 +291,9 @@ func (l *streamLink) onMessage(m redis.XMessage, typ int, own bool, d anyMessage
 				l.deliverWithAck(d, opts)
 			}
 			return
+		}
+		if d.Packet.Type == 2 && d.Packet.ID == nil && !opts.Volatile { // what a restore replays
+			l.r.tail.add(tailEntry{id: m.ID, nsp: l.nsp, data: d.Packet.Data, opts: d.Opts})
 		}
 		l.deliver(sio.Packet{Type: 2, Nsp: l.nsp, Data: d.Packet.Data, Offset: m.ID}, opts)
 	case msgSocketsJoin, msgSocketsLeave, msgDisconnectSockets:

@@ -340,7 +340,7 @@ func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
 	defer cancel()
 	var get *redis.StringCmd
 	var at *redis.XMessageSliceCmd
-	_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = r.recovery.Pipelined(ctx, func(p redis.Pipeliner) error {
 		get = p.GetDel(ctx, key)
 		at = p.XRange(ctx, r.stream, offset, offset)
 		return nil
@@ -388,9 +388,16 @@ func (l *streamLink) RestoreSession(pid, offset string) (*sio.Session, error) {
 	r.rstats.active.Add(1)
 	r.rstats.records.Add(1)
 	l.rs.mu.Unlock()
+	missed, ids, inTail := r.tail.after(offset, l.nsp, replayRooms)
 	r.deliverMu.Unlock()
 
-	missed, ids, last, err := l.replay(ctx, offset, replayRooms)
+	var last string
+	if inTail {
+		r.tail.hits.Add(1)
+	} else {
+		r.tail.misses.Add(1)
+		missed, ids, last, err = l.replay(ctx, offset, replayRooms)
+	}
 	l.rs.mu.Lock()
 	defer l.rs.mu.Unlock()
 	if missed == nil || err != nil || !slices.Contains(l.rs.list, x) {
@@ -417,7 +424,7 @@ func (l *streamLink) replay(ctx context.Context, offset string, rooms map[string
 		if read >= r.restoreScanLimit() {
 			return nil, nil, "", nil // not read to the end: never a partial history
 		}
-		entries, err := r.c.XRangeN(ctx, r.stream, from, "+", 500).Result()
+		entries, err := r.recovery.XRangeN(ctx, r.stream, from, "+", 500).Result()
 		if err != nil {
 			return nil, nil, "", err
 		}

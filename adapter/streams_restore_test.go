@@ -370,37 +370,76 @@ func TestStreamsRecoveryDoesNotPauseDelivery(t *testing.T) {
 // (one longer than 3 s), while a broadcast to all goes out every 5 ms:
 // every one gets every broadcast exactly once, in order, across its
 // disconnection.
+// Restores replay from the tail in memory when it has their offset, from
+// the stream in Redis otherwise: both exactly once, in order.
+var tailModes = []struct {
+	name      string
+	tune      func(c *RedisStreamsCluster)
+	fromRedis bool
+}{
+	{"tail", nil, false},
+	{"no-tail", func(c *RedisStreamsCluster) { c.tail.maxBytes = -1 }, true},
+	// The tail keeps 5 entries: every offset has left it by the time its
+	// client comes back.
+	{"evicted", func(c *RedisStreamsCluster) { c.tail.maxEntries = 5 }, true},
+}
+
 func TestStreamsConcurrentRecoveriesExactlyOnce(t *testing.T) {
-	srv := redistest.Start(t)
-	var delays sync.Map // pid -> middleware delay
-	nd := startStreamsNode(t, srv.Addr, streamsNodeOpts{prefix: testPrefix(t), mw: func(ctx context.Context, h *sio.Handshake) error {
-		if h.Recovered {
-			pid, _ := h.Auth["pid"].(string)
-			if d, ok := delays.Load(pid); ok {
-				time.Sleep(d.(time.Duration))
-			}
-		}
-		return nil
-	}})
-	runConcurrentRecoveries(t, nd, 50, &delays, 3500*time.Millisecond)
+	for _, m := range tailModes {
+		t.Run(m.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			var delays sync.Map // pid -> middleware delay
+			nd := startStreamsNode(t, srv.Addr, streamsNodeOpts{prefix: testPrefix(t), tune: m.tune, mw: func(ctx context.Context, h *sio.Handshake) error {
+				if h.Recovered {
+					pid, _ := h.Auth["pid"].(string)
+					if d, ok := delays.Load(pid); ok {
+						time.Sleep(d.(time.Duration))
+					}
+				}
+				return nil
+			}})
+			runConcurrentRecoveries(t, nd, 50, &delays, 3500*time.Millisecond)
+			checkRestoreReads(t, nd.c, 50, m.fromRedis)
+		})
+	}
 }
 
 // The same while the receive loop lags 200 ms behind the stream: a replay
-// then reads entries the loop delivers only after the socket is back.
+// from Redis then reads entries the loop delivers only after the socket is
+// back; one from the tail has only what the loop delivered. (Not
+// "evicted": a loop this far behind has delivered few entries past the
+// offsets, which may still be in a 5-entry tail.)
 func TestStreamsRecoveryWhileTheLoopLags(t *testing.T) {
-	srv := redistest.Start(t)
-	reader := testClient(t, srv.Addr)
-	var lag atomic.Bool
-	reader.AddHook(slowHook{after: func(name string) time.Duration {
-		if name == "xread" && lag.Load() {
-			return 200 * time.Millisecond
-		}
-		return 0
-	}})
-	var delays sync.Map
-	nd := startStreamsNode(t, srv.Addr, streamsNodeOpts{prefix: testPrefix(t), reader: reader})
-	lag.Store(true)
-	runConcurrentRecoveries(t, nd, 10, &delays, 0)
+	for _, m := range tailModes[:2] {
+		t.Run(m.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			reader := testClient(t, srv.Addr)
+			var lag atomic.Bool
+			reader.AddHook(slowHook{after: func(name string) time.Duration {
+				if name == "xread" && lag.Load() {
+					return 200 * time.Millisecond
+				}
+				return 0
+			}})
+			var delays sync.Map
+			nd := startStreamsNode(t, srv.Addr, streamsNodeOpts{prefix: testPrefix(t), reader: reader, tune: m.tune})
+			lag.Store(true)
+			runConcurrentRecoveries(t, nd, 10, &delays, 0)
+			checkRestoreReads(t, nd.c, 10, m.fromRedis)
+		})
+	}
+}
+
+func checkRestoreReads(t *testing.T, c *RedisStreamsCluster, n int, fromRedis bool) {
+	t.Helper()
+	mem, red := c.RestoreReads()
+	want := [2]uint64{uint64(n), 0}
+	if fromRedis {
+		want = [2]uint64{0, uint64(n)}
+	}
+	if got := [2]uint64{mem, red}; got != want {
+		t.Errorf("restores read from memory, Redis: %v, want %v", got, want)
+	}
 }
 
 func runConcurrentRecoveries(t *testing.T, nd *streamsNode, n int, delays *sync.Map, longest time.Duration) {

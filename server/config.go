@@ -146,7 +146,7 @@ func settings() []setting {
 		{"REDIS_PREFIX", "socket.io", "key and channel prefix (the Node adapter's default, for interoperation)", str(func(c *Config) *string { return &c.RedisPrefix })},
 		{"STICKY_COOKIE", "", "name of a cookie set to NODE_ID on the handshake, for cookie-sticky load balancers (empty: none)", str(func(c *Config) *string { return &c.StickyCookie })},
 		{"PPROF_ADDR", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (empty: off)", str(func(c *Config) *string { return &c.PprofAddr })},
-		{"RECOVERY_MAX_BYTES", "67108864", "bytes of broadcasts kept for recovery per node; the oldest are evicted first (their sessions get a fresh session)", num64(func(c *Config) *int64 { return &c.RecoveryMaxBytes })},
+		{"RECOVERY_MAX_BYTES", "67108864", "bytes of broadcasts kept for recovery per node, oldest evicted first: the recovery log (memory adapter: an evicted offset gets a fresh session) or the stream's decoded tail (redis-streams: an older offset is replayed from Redis)", num64(func(c *Config) *int64 { return &c.RecoveryMaxBytes })},
 		{"MAX_BUFFERED_BYTES", "1048576", "outbound bytes queued per connection; beyond, the client is cut off as a slow consumer", num(func(c *Config) *int { return &c.MaxBufferedBytes })},
 		{"WRITE_TIMEOUT", "10s", "a write to a client that takes longer cuts it off as a slow consumer", dur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
 		{"MAX_INBOUND_BYTES", "2000000", "bytes of a connection's input waiting for its handlers; beyond, its reader pauses (at least MAX_PAYLOAD)", num(func(c *Config) *int { return &c.MaxInboundBytes })},

@@ -171,6 +171,8 @@ type clusterStats interface {
 type restoreStats interface {
 	RestoreOverflows() uint64
 	RestoresAbandoned() uint64
+	TailBytes() int
+	RestoreReads() (memory, redis uint64)
 }
 
 // registerCluster exports the adapter's counters and queue depths.
@@ -194,6 +196,11 @@ func (m *metrics) registerCluster(c clusterStats) {
 		m.reg.MustRegister(
 			counter("switchboard_cluster_restore_overflows_total", "Session restores given up because the live entries buffered meanwhile exceeded their cap.", r.RestoreOverflows),
 			counter("switchboard_cluster_restores_abandoned_total", "Session restores abandoned (the connection went away or failed before it completed).", r.RestoresAbandoned),
+			gauge("switchboard_cluster_replay_tail_bytes", "Approximate memory of the stream's recent broadcasts kept for session restores (RECOVERY_MAX_BYTES).", r.TailBytes),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_cluster_restore_reads_total", Help: "Session restores by where their replay was read: the tail in memory, or the stream in Redis.", ConstLabels: prometheus.Labels{"source": "memory"}},
+				func() float64 { m, _ := r.RestoreReads(); return float64(m) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_cluster_restore_reads_total", Help: "Session restores by where their replay was read: the tail in memory, or the stream in Redis.", ConstLabels: prometheus.Labels{"source": "redis"}},
+				func() float64 { _, n := r.RestoreReads(); return float64(n) }),
 		)
 	}
 }
