@@ -236,7 +236,7 @@ export async function startBalancer(kind, nodePorts, { port } = {}) {
 // Cluster
 
 /** Starts Redis (unless given), `nodes` Switchboard nodes (NODE_ID node1..) and a balancer. */
-export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, redis, redisVia } = {}) {
+export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, nodeEnv = () => ({}), redis, redisVia } = {}) {
   const c = { nodes: [], redis: null, lb: null, ownRedis: !redis, redisProxies: [], redisProxy: null };
   c.stop = async () => {
     if (c.lb) await c.lb.stop();
@@ -272,6 +272,7 @@ export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, 
         TRUSTED_PROXIES: '127.0.0.1/32', // the balancers' X-Forwarded-For names the client
         LOG_LEVEL: process.env.CLUSTER_LOG_LEVEL || 'warn',
         ...env,
+        ...nodeEnv(i),
       },
     })));
     c.nodes.forEach((n, i) => { n.id = `node${i + 1}`; });
