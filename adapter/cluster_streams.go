@@ -138,6 +138,10 @@ func (r *RedisStreamsCluster) Attach(nsp string, local sio.Local) sio.Link {
 func (r *RedisStreamsCluster) AttachLog(nsp string, local sio.Local) sio.LogLink {
 	l := &streamLink{r: r, nsp: nsp, local: local, nodes: map[string]time.Time{}}
 	l.sse.queue.onPanic = func(v any) { r.onError(fmt.Errorf("cluster: server-side handler of %s panicked: %v", nsp, v)) }
+	l.sse.onFull = func() {
+		r.serialRefused.Add(1)
+		r.onError(errSSERefused)
+	}
 	r.mu.Lock()
 	r.links[nsp] = l
 	r.mu.Unlock()
@@ -909,4 +913,14 @@ func (l *streamLink) barrier(ctx context.Context) error {
 		return err
 	}
 	return l.r.seen.wait(ctx, id)
+}
+
+// SerialQueueDepth is the disconnect batches and server-side events
+// waiting to run on this node (a gauge).
+func (r *RedisStreamsCluster) SerialQueueDepth() int {
+	n := r.batches.depth()
+	for _, l := range r.allLinks() {
+		n += l.sse.queue.depth()
+	}
+	return n
 }

@@ -522,3 +522,44 @@ func TestRedisBroadcastWithAckBoundedGoroutines(t *testing.T) {
 		t.Errorf("%d counted, %d acks, want %d each", counted.Load(), acks.Load(), recipients)
 	}
 }
+
+// The streams adapter caps its server-side event queue the same way, and
+// counts what it refuses.
+func TestStreamsServerSideQueueCapped(t *testing.T) {
+	r := redistest.Start(t)
+	prefix := testPrefix(t)
+	c := NewRedisStreamsCluster(testClient(t, r.Addr), testClient(t, r.Addr), StreamsOptions{
+		Prefix: prefix, HeartbeatInterval: time.Second, HeartbeatTimeout: 5 * time.Second, OnError: quietLog(t),
+	})
+	runCluster(t, c.Run)
+	f := newFakeLocal()
+	const limit = 2
+	l := c.AttachLog("/", f).(*streamLink)
+	c.mu.Lock() // the receive loop looks the link up under it: it sees the cap
+	l.sse.queue.max = limit
+	c.mu.Unlock()
+	release := make(chan struct{})
+	var handled atomic.Int32
+	l.OnServerSideEmit(func(context.Context, string, []any) any {
+		handled.Add(1)
+		<-release
+		return nil
+	})
+	waitFor(t, 5*time.Second, "the cluster is reading", func() bool {
+		last, _ := c.lastDelivered.Load().(string)
+		return last != ""
+	})
+	pub := testClient(t, r.Addr)
+	for range 10 {
+		if err := pub.XAdd(tctx(t, 2*time.Second), &redis.XAddArgs{Stream: prefix,
+			Values: []any{"uid", "nodeuid", "nsp", "/", "type", "9", "data", `{"packet":["ev"]}`}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the events were refused", func() bool { return c.SerialRefused() == 10-1-limit })
+	if d := c.SerialQueueDepth(); d != limit {
+		t.Fatalf("serial queue depth %d, want %d", d, limit)
+	}
+	close(release)
+	waitFor(t, 5*time.Second, "the accepted events ran", func() bool { return handled.Load() == 1+limit })
+}
