@@ -328,6 +328,26 @@ func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (message
 	// runs meanwhile, outside any lock; nothing is shared between rooms.
 	l, p, acc := r.enterLine(room)
 	defer r.leaveLine(room, l, p)
+	msg := Message{RoomID: room, UserID: u.ID, Name: u.Name, Text: text, ClientID: clientID}
+	if key != "" && r.ns.OnceSupported() {
+		// The cluster claims and publishes in one step (sio.Once): a retry
+		// after a lost answer is a duplicate exactly when it was delivered.
+		if err := p.wait(ctx); err != nil {
+			return messageAck{}, fmt.Errorf("message to %q: earlier messages of the room still publishing: %w", room, sio.ErrUnavailable)
+		}
+		val, _ := json.Marshal(acc)
+		msg.ID, msg.TS = acc.ID, acc.TS
+		prev, err := r.ns.To(room).EmitOnce(sio.Once{Key: key, Value: val, TTL: r.cfg.DedupeWindow}, "message", msg)
+		if err != nil {
+			return messageAck{}, err
+		}
+		if prev != nil {
+			var got adapter.Accepted
+			_ = json.Unmarshal(prev, &got)
+			return messageAck{ID: got.ID, TS: got.TS, Duplicate: true}, nil
+		}
+		return messageAck{ID: acc.ID, TS: acc.TS}, nil
+	}
 	if key != "" {
 		got, dup, err := r.cfg.Dedupe.Claim(ctx, key, acc, r.cfg.DedupeWindow)
 		if err != nil {
@@ -341,7 +361,7 @@ func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (message
 		r.release(ctx, key, acc)
 		return messageAck{}, fmt.Errorf("message to %q: earlier messages of the room still publishing: %w", room, sio.ErrUnavailable)
 	}
-	msg := Message{ID: acc.ID, RoomID: room, UserID: u.ID, Name: u.Name, Text: text, TS: acc.TS, ClientID: clientID}
+	msg.ID, msg.TS = acc.ID, acc.TS
 	if err := r.ns.To(room).Emit("message", msg); err != nil {
 		// Not delivered anywhere (sio.ErrUnavailable: the cluster is
 		// unreachable): the claim goes, so that a retry is delivered.

@@ -3,6 +3,7 @@ package sio
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
 
 // Packet is a Socket.IO packet as nodes exchange it: Data holds plain
@@ -95,6 +96,26 @@ type Link interface {
 	Publish(p Packet, opts BroadcastOpts) (delivered bool)
 	// Close detaches the namespace.
 	Close()
+}
+
+// Once makes a broadcast conditional on a key: it is published only if no
+// live entry holds Key, and then Value is stored under Key for TTL, in one
+// atomic step with the publish. A retry whose first attempt's outcome is
+// unknown (its answer lost) then finds the key if and only if that attempt
+// was published: exactly once, without a claim to release afterwards.
+type Once struct {
+	Key   string
+	Value []byte
+	TTL   time.Duration
+}
+
+// OnceLink is implemented by links that publish under a Once.
+type OnceLink interface {
+	// PublishOnce publishes p (delivered on every node, as Publish) unless
+	// once.Key holds a live entry, which it returns instead (prev != nil:
+	// nothing published). An error means it was not published, or that it
+	// is not known whether it was (a retry finds out).
+	PublishOnce(p Packet, opts BroadcastOpts, once Once) (prev []byte, err error)
 }
 
 // Requester is implemented by links that can ask the other nodes, as

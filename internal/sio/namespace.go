@@ -167,6 +167,38 @@ func (b Broadcast) Emit(event string, v any) error {
 	return nil
 }
 
+// OnceSupported reports whether the namespace's cluster link publishes
+// under a Once (Broadcast.EmitOnce).
+func (n *Namespace) OnceSupported() bool {
+	_, ok := n.link.(OnceLink)
+	return ok
+}
+
+// EmitOnce broadcasts event unless once.Key holds a live entry in the
+// cluster, atomically with the publish (see Once); prev is that entry when
+// it did (nothing sent). Without a link that supports it (OnceSupported) it
+// returns an error and sends nothing. A failure wraps ErrUnavailable.
+func (b Broadcast) EmitOnce(once Once, event string, v any) (prev []byte, err error) {
+	n := b.n
+	ol, ok := n.link.(OnceLink)
+	if !ok {
+		return nil, fmt.Errorf("broadcast %q: the cluster does not publish once", event)
+	}
+	w, err := toWire(v)
+	if err != nil {
+		return nil, err
+	}
+	p := Packet{Type: int(sioparser.Event), Nsp: n.name, Data: []any{event, plainValue(w)}}
+	prev, err = ol.PublishOnce(p, BroadcastOpts{Rooms: b.rooms, Except: b.except}, once)
+	if err != nil {
+		return nil, fmt.Errorf("broadcast %q: %w (%v)", event, ErrUnavailable, err)
+	}
+	if prev == nil {
+		n.srv.obs.Emitted(n.name, event)
+	}
+	return prev, nil
+}
+
 // onlyLocalSocket reports whether opts targets one connection of this node
 // and nothing else (its own room, no exceptions): the cluster has no other
 // member of that target.
