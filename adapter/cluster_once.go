@@ -26,8 +26,8 @@ var onceScriptPublish = redis.NewScript(`
 local old = redis.call('GET', KEYS[1])
 if old then return {1, old} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return {0, ''}
+local n = redis.call('PUBLISH', ARGV[3], ARGV[4])
+return {0, n}
 `)
 
 // onceScriptXAdd: KEYS[1] the entry, KEYS[2] the stream; ARGV value, ttl ms,
@@ -47,7 +47,7 @@ func onceKey(prefix, key string) string {
 	return prefix + ":sb:dedupe:" + key
 }
 
-// onceReply reads {earlier, value-or-id}.
+// onceReply reads {earlier, value | id | receivers}.
 func onceReply(res []any, err error) (prev []byte, id string, _ error) {
 	if err != nil {
 		return nil, "", err
@@ -57,6 +57,9 @@ func onceReply(res []any, err error) (prev []byte, id string, _ error) {
 	}
 	earlier, _ := res[0].(int64)
 	s, _ := res[1].(string)
+	if n, ok := res[1].(int64); ok {
+		s = strconv.FormatInt(n, 10) // PUBLISH's receivers
+	}
 	if earlier == 1 {
 		if s == "" {
 			s = "{}" // an entry is never empty; a duplicate all the same
@@ -85,11 +88,15 @@ func (l *redisLink) PublishOnce(p sio.Packet, opts sio.BroadcastOpts, once sio.O
 	defer cancel()
 	res, err := onceScriptPublish.Run(ctx, l.r.c, []string{onceKey(l.r.prefix, once.Key)},
 		once.Value, ttlMillis(once), channel, payload).Slice()
-	prev, _, err := onceReply(res, err)
+	prev, n, err := onceReply(res, err)
 	if err != nil {
 		l.r.healthy.Store(false)
 		l.r.onError(err)
 		return nil, err
+	}
+	if prev == nil {
+		receivers, _ := strconv.ParseInt(n, 10, 64)
+		l.r.reach.note(receivers)
 	}
 	return prev, nil
 }

@@ -34,6 +34,7 @@ import (
 //
 // Its links are sio.Requesters: this node can ask the others too.
 type RedisCluster struct {
+	reach reach // how many servers the publishes reached (redis_reach.go)
 	requestCore
 	c      redis.UniversalClient
 	prefix string
@@ -178,7 +179,8 @@ func (r *RedisCluster) Run(ctx context.Context) {
 	}
 }
 
-// backoff spaces retries while Redis is unreachable: 100 ms, doubling to 5 s.
+// backoff spaces retries while Redis is unreachable: 100 ms, doubling to
+// 1 s. Short: a pub/sub node is deaf until it resubscribes (redis_reach.go).
 type backoff struct{ d time.Duration }
 
 // wait sleeps the current delay and doubles it; false when ctx ended.
@@ -188,7 +190,7 @@ func (b *backoff) wait(ctx context.Context) bool {
 	}
 	t := time.NewTimer(b.d)
 	defer t.Stop()
-	b.d = min(b.d*2, 5*time.Second)
+	b.d = min(b.d*2, time.Second)
 	select {
 	case <-ctx.Done():
 		return false
@@ -324,11 +326,13 @@ func (l *redisLink) Publish(p sio.Packet, opts sio.BroadcastOpts) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	if err := l.r.c.Publish(ctx, channel, payload).Err(); err != nil {
+	n, err := l.r.c.Publish(ctx, channel, payload).Result()
+	if err != nil {
 		l.r.healthy.Store(false)
 		l.r.onError(err)
 		return false
 	}
+	l.r.reach.note(n)
 	return true
 }
 

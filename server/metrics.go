@@ -192,6 +192,10 @@ func (m *metrics) registerCluster(c clusterStats) {
 		gauge("switchboard_cluster_serial_queue_depth", "Disconnect batches and server-side events waiting to run.", c.SerialQueueDepth),
 		counter("switchboard_cluster_serial_refused_total", "Disconnect batches and server-side events refused: their queue was full.", c.SerialRefused),
 	)
+	if r, ok := c.(interface{ ShortPublishes() uint64 }); ok {
+		m.reg.MustRegister(counter("switchboard_cluster_publish_short_total",
+			"Broadcasts published that reached fewer servers than the most reached over the last 30 s: a server's subscription was down and it missed them (ADAPTER=redis).", r.ShortPublishes))
+	}
 	if r, ok := c.(restoreStats); ok {
 		m.reg.MustRegister(
 			counter("switchboard_cluster_restore_overflows_total", "Session restores given up because the live entries buffered meanwhile exceeded their cap.", r.RestoreOverflows),
