@@ -11,7 +11,7 @@ GOFLAGS_TAGS := $(if $(GOTAGS),-tags '$(GOTAGS)')
 # prometheus for promtool in test-rules).
 APT_PKGS := redis-server haproxy nginx chromium prometheus
 
-.PHONY: all build run cluster bench test deps deps-apt deps-node deps-go test-go test-fuzz test-node test-cluster test-browser test-rules vet clean
+.PHONY: all build run cluster bench test vendor-client deps deps-apt deps-node deps-go test-go test-fuzz test-node test-cluster test-browser test-rules vet clean
 
 all: build
 
@@ -21,6 +21,13 @@ build:
 
 run: build
 	LOG_FORMAT=$${LOG_FORMAT:-console} $(if $(ADDR),ADDR=$(ADDR)) $(BIN)/switchboard
+
+# The socket.io-client browser bundle served under SOCKETIO_PATH (SERVE_CLIENT), from the version in
+# package-lock.json: run after changing that version (a Go test checks that they match).
+CLIENT_DIST := server/clientbundle/dist
+vendor-client: deps-node
+	cp node_modules/socket.io-client/dist/socket.io*.js node_modules/socket.io-client/dist/socket.io*.map $(CLIENT_DIST)/
+	node -p 'require("./node_modules/socket.io-client/package.json").version' > $(CLIENT_DIST)/VERSION
 
 # Redis, three nodes and HAProxy on loopback, for people to try (Ctrl-C stops all).
 cluster: build

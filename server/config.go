@@ -17,6 +17,7 @@ import (
 type Config struct {
 	Addr              string        // ADDR
 	Path              string        // SOCKETIO_PATH
+	ServeClient       bool          // SERVE_CLIENT
 	JWTSecret         string        // JWT_SECRET
 	JWTPublicKeyFile  string        // JWT_PUBLIC_KEY_FILE
 	JWTIssuer         string        // JWT_ISSUER
@@ -117,6 +118,7 @@ func settings() []setting {
 	return []setting{
 		{"ADDR", "", "listen address (empty: :3000, or 127.0.0.1:3000 in development mode)", str(func(c *Config) *string { return &c.Addr })},
 		{"SOCKETIO_PATH", "/socket.io/", "URL path of the Socket.IO endpoint", str(func(c *Config) *string { return &c.Path })},
+		{"SERVE_CLIENT", "1", "serve the socket.io-client bundle under SOCKETIO_PATH (socket.io.js, .min.js, .esm.min.js, .msgpack.min.js and their .map; ETag, 304, gzip), as Node's serveClient", boolean(func(c *Config) *bool { return &c.ServeClient })},
 		{"JWT_SECRET", "", "HMAC secret for HS256/384/512 tokens (unset with no public key: development mode)", str(func(c *Config) *string { return &c.JWTSecret })},
 		{"JWT_PUBLIC_KEY_FILE", "", "PEM public key for RS256/ES256/EdDSA tokens", str(func(c *Config) *string { return &c.JWTPublicKeyFile })},
 		{"JWT_ISSUER", "", "required iss claim (unchecked when empty)", str(func(c *Config) *string { return &c.JWTIssuer })},

@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard/switchboard/internal/sio"
 	"github.com/switchboard/switchboard/middleware"
 	"github.com/switchboard/switchboard/namespaces"
+	"github.com/switchboard/switchboard/server/clientbundle"
 	"github.com/switchboard/switchboard/web"
 )
 
@@ -261,7 +262,11 @@ func (s *Server) MintToken(sub, name string, ttl time.Duration) (string, error) 
 // With METRICS_ADDR set, /metrics is not registered (Serve serves it on that
 // address; see MetricsHandler), nor are the probes with PROBES_ON_METRICS_ADDR.
 func (s *Server) Mount(mux *http.ServeMux) {
-	mux.Handle(s.io.Path(), s.io.Handler())
+	var sioHandler http.Handler = s.io.Handler()
+	if s.cfg.ServeClient {
+		sioHandler = clientbundle.New(s.io.Path(), sioHandler)
+	}
+	mux.Handle(s.io.Path(), sioHandler)
 	if !s.probesApart() {
 		s.mountProbes(mux)
 	}

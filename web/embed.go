@@ -4,9 +4,9 @@ package web
 
 import "embed"
 
-// Files is the page (index.html, app.js, style.css), the client module
-// (switchboard-client.js) and the vendored official socket.io-client ESM
-// build (vendor/).
+// Files is the page (index.html, app.js, style.css) and the client module
+// (switchboard-client.js). The page imports socket.io-client from the bundle
+// the server serves under /socket.io/ (SERVE_CLIENT, server/clientbundle).
 //
-//go:embed index.html app.js style.css switchboard-client.js vendor/socket.io.esm.min.js
+//go:embed index.html app.js style.css switchboard-client.js
 var Files embed.FS

@@ -4,7 +4,7 @@
  *
  * Works in Node (resolves `socket.io-client` from node_modules) and in the browser (map the bare
  * specifier with an import map, e.g.
- *   <script type="importmap">{"imports":{"socket.io-client":"/vendor/socket.io-client/build/esm/index.js"}}</script>).
+ *   <script type="importmap">{"imports":{"socket.io-client":"/socket.io/socket.io.esm.min.js"}}</script>).
  *
  * Usage:
  *   import { Switchboard } from './switchboard-client.js';

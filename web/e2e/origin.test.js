@@ -23,7 +23,7 @@ import { token } from '../../compat-tests/helpers/tokens.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const VENDOR = path.join(ROOT, 'web', 'vendor', 'socket.io.esm.min.js');
+const VENDOR = path.join(ROOT, 'server', 'clientbundle', 'dist', 'socket.io.esm.min.js');
 const STEP = 15_000; // upper bound of any single wait in this file
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -267,8 +267,8 @@ describe('production mode with CORS_ORIGINS empty: same origin only', () => {
 
   test('a page served by Switchboard itself connects with both transports', async () => {
     const before = await originRefusals(sb);
-    // Any page of Switchboard's origin will do: /healthz, with the client module loaded from /vendor/.
-    const page = await openPage(`${sb.url}/healthz`, { inject: clientModule('/vendor/socket.io.esm.min.js') });
+    // Any page of Switchboard's origin will do: /healthz, with socket.io-client from the bundle it serves.
+    const page = await openPage(`${sb.url}/healthz`, { inject: clientModule('/socket.io/socket.io.esm.min.js') });
     try {
       for (const c of CASES) {
         const room = `same-origin-${c.name}`;
