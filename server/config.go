@@ -163,7 +163,7 @@ func settings() []setting {
 			return nil
 		}},
 		{"SESSION_BIND_IP", "1", "requests for an existing session from another client IP are refused as an unknown session", boolean(func(c *Config) *bool { return &c.SessionBindIP })},
-		{"HTTP_IDLE_TIMEOUT", "5s", "idle keep-alive HTTP connections are closed after this", dur(func(c *Config) *time.Duration { return &c.HTTPIdleTimeout })},
+		{"HTTP_IDLE_TIMEOUT", "5s", "idle keep-alive HTTP connections are closed after this (behind a balancer: keep it above the balancer's idle timeout towards the nodes)", dur(func(c *Config) *time.Duration { return &c.HTTPIdleTimeout })},
 		{"HTTP_READ_TIMEOUT", "30s", "time to read one HTTP request, body included (polling POSTs)", dur(func(c *Config) *time.Duration { return &c.HTTPReadTimeout })},
 		{"RATE_KICK_COOLDOWN", "10s", "after a flood kick, the user and IP are refused this long, doubling on repeat up to 5m (0: off)", dur(func(c *Config) *time.Duration { return &c.RateKickCooldown })},
 		{"DEDUPE_MAX_ENTRIES", "100000", "message clientIds remembered per node (memory adapter); the oldest are forgotten first", num(func(c *Config) *int { return &c.DedupeMaxEntries })},

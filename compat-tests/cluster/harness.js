@@ -189,7 +189,7 @@ export function render(templateFile, vars) {
  * Starts a balancer in front of three nodes. kind: 'haproxy' | 'nginx' | 'haproxy-roundrobin' (haproxy.cfg with
  * its `cookie SERVERID` line removed: plain round-robin, no stickiness).
  */
-export async function startBalancer(kind, nodePorts, { port } = {}) {
+export async function startBalancer(kind, nodePorts, { port, edit = (cfg) => cfg } = {}) {
   if (nodePorts.length !== 3) throw new Error('deploy/ configs are written for exactly 3 nodes');
   port = port ?? (await freePort());
   const dir = tempDir(`sb-${kind}-`);
@@ -203,7 +203,7 @@ export async function startBalancer(kind, nodePorts, { port } = {}) {
       cfg = cfg.replace(re, '    # (cookie stickiness removed by the test harness: plain round-robin)');
     }
     const file = path.join(dir, 'haproxy.cfg');
-    fs.writeFileSync(file, cfg);
+    fs.writeFileSync(file, edit(cfg));
     child = spawnChild(`${kind}:${port}`, HAPROXY, ['-db', '-f', file]);
   } else if (kind === 'nginx') {
     const user = os.userInfo().username;
@@ -211,7 +211,7 @@ export async function startBalancer(kind, nodePorts, { port } = {}) {
       LISTEN: `127.0.0.1:${port}`, RUN_DIR: dir, LOG_DIR: dir, STICKY_COOKIE, NGINX_USER: user, ...nodes,
     });
     const file = path.join(dir, 'nginx.conf');
-    fs.writeFileSync(file, cfg);
+    fs.writeFileSync(file, edit(cfg));
     child = spawnChild(`nginx:${port}`, NGINX, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', file, '-g', 'daemon off;']);
   } else {
     throw new Error(`unknown balancer ${kind}`);
@@ -236,7 +236,7 @@ export async function startBalancer(kind, nodePorts, { port } = {}) {
 // Cluster
 
 /** Starts Redis (unless given), `nodes` Switchboard nodes (NODE_ID node1..) and a balancer. */
-export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, nodeEnv = () => ({}), redis, redisVia } = {}) {
+export async function startCluster({ balancer = 'haproxy', balancerEdit, nodes = 3, env = {}, nodeEnv = () => ({}), redis, redisVia } = {}) {
   const c = { nodes: [], redis: null, lb: null, ownRedis: !redis, redisProxies: [], redisProxy: null };
   c.stop = async () => {
     if (c.lb) await c.lb.stop();
@@ -279,7 +279,7 @@ export async function startCluster({ balancer = 'haproxy', nodes = 3, env = {}, 
     c.byId = (id) => c.nodes.find((n) => n.id === id);
     await Promise.all(c.nodes.map((n) => waitReady(n.url, 200, 15000)));
     if (balancer) {
-      c.lb = await startBalancer(balancer, c.nodes.map((n) => n.port));
+      c.lb = await startBalancer(balancer, c.nodes.map((n) => n.port), { edit: balancerEdit });
       c.url = c.lb.url;
       // Through the balancer, every node must answer before the tests start.
       await waitFor(async () => {
