@@ -79,6 +79,7 @@ func RegisterRooms(srv *sio.Server, cfg RoomsConfig) *Rooms {
 	r := &Rooms{cfg: cfg, ns: srv.Of("/"), lines: map[string]*line{}, keys: map[string]chan struct{}{}}
 	r.ns.OnConnect(r.connected)
 	r.ns.OnDisconnect(r.disconnected)
+	r.ns.RefuseUnknownEvents() // the contract answers unknown events bad_request
 	sio.Handle(r.ns, "join-room", r.join)
 	sio.Handle(r.ns, "leave-room", r.leave)
 	sio.Handle(r.ns, "message", r.message)

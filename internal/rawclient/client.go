@@ -35,6 +35,7 @@ type Client struct {
 	mu     sync.Mutex
 	nextID uint64
 	acks   map[uint64]chan json.RawMessage
+	all    map[uint64]chan []json.RawMessage // CallArgs: every ack argument
 
 	Events       chan Event    // server events, in arrival order
 	Disconnected chan struct{} // closed when the server sends DISCONNECT or the connection ends
@@ -88,7 +89,7 @@ func DialFrom(ctx context.Context, from, baseURL, path, nsp string, auth any, he
 		}
 		return nil, fmt.Errorf("dial %s: %w", u, err)
 	}
-	c := &Client{ws: ws, nsp: nsp, acks: map[uint64]chan json.RawMessage{},
+	c := &Client{ws: ws, nsp: nsp, acks: map[uint64]chan json.RawMessage{}, all: map[uint64]chan []json.RawMessage{},
 		Events: make(chan Event, 1024), Disconnected: make(chan struct{}), done: make(chan struct{})}
 	if _, msg, err := ws.ReadMessage(); err != nil || len(msg) == 0 || msg[0] != '0' {
 		ws.Close()
@@ -216,6 +217,28 @@ func (c *Client) Call(ctx context.Context, event string, args ...any) (json.RawM
 	}
 }
 
+// CallArgs sends an event and waits for its ack, returning every argument
+// of the ack (none included), as a socket.io-client callback receives them.
+func (c *Client) CallArgs(ctx context.Context, event string, args ...any) ([]json.RawMessage, error) {
+	ch := make(chan []json.RawMessage, 1)
+	c.mu.Lock()
+	id := c.nextID
+	c.nextID++
+	c.all[id] = ch
+	c.mu.Unlock()
+	if err := c.packet("2", &id, append([]any{event}, args...)); err != nil {
+		return nil, err
+	}
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-c.Disconnected:
+		return nil, fmt.Errorf("disconnected before the ack: %w", c.reason)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for ack of %q: %w", event, ctx.Err())
+	}
+}
+
 // AckEvents makes the client acknowledge the server's events that expect
 // it (an EVENT with an id) with fn's result as the only argument, as a
 // socket.io-client listener calling its callback; nil stops answering.
@@ -284,7 +307,7 @@ func (c *Client) handle(s string) bool {
 		var name string
 		_ = json.Unmarshal(arr[0], &name)
 		// As socket.io-client does: with a pid, the last argument is the offset.
-		if c.PID != "" && len(arr) > 2 && len(arr[len(arr)-1]) > 0 && arr[len(arr)-1][0] == '"' {
+		if c.PID != "" && len(arr) >= 2 && len(arr[len(arr)-1]) > 0 && arr[len(arr)-1][0] == '"' {
 			var off string
 			_ = json.Unmarshal(arr[len(arr)-1], &off)
 			c.offset.Store(off)
@@ -310,9 +333,13 @@ func (c *Client) handle(s string) bool {
 		var arr []json.RawMessage
 		_ = json.Unmarshal([]byte(body[i:]), &arr)
 		c.mu.Lock()
-		ch := c.acks[id]
+		ch, all := c.acks[id], c.all[id]
 		delete(c.acks, id)
+		delete(c.all, id)
 		c.mu.Unlock()
+		if all != nil {
+			all <- arr
+		}
 		if ch != nil && len(arr) > 0 {
 			ch <- arr[0]
 		}

@@ -2,9 +2,12 @@
 // engine (internal/engine/eio).
 //
 // It is the only package that imports the engine. Everything above it
-// (namespaces, middleware, server) sees the types declared here: a typed
-// handler API (Handle), connections (Conn), broadcasts and connect
-// middleware, and the Local/Link seam cluster adapters use. It owns the
+// (namespaces, middleware, server) sees the types declared here: Node's
+// event model (Namespace.On with every argument and an Ack of any
+// arguments, Conn.Emit, EmitWithAck, OnAny; events.go), the typed helper
+// on top of it (Handle, with {ok, ...} acks), connections (Conn),
+// broadcasts and connect middleware, and the Local/Link seam cluster
+// adapters use. It owns the
 // Socket.IO protocol (namespaces, CONNECT/CONNECT_ERROR, events, acks,
 // binary attachments, rooms, connection state recovery) and the
 // guarantees handlers rely on: panic recovery per handler, per-connection
@@ -197,6 +200,7 @@ func Handle[T, R any](n *Namespace, event string, h func(ctx context.Context, c 
 	if reservedEvents[event] {
 		panic(fmt.Sprintf("sio: %q is a reserved event name", event))
 	}
+	delete(n.raw, event)
 	n.handlers[event] = func(ctx context.Context, c *Conn, args eventArgs) (any, error) {
 		msg, err := decodeEventArg[T](args)
 		if err != nil {

@@ -124,6 +124,12 @@ func (l *ownLocal) Fetch(opts BroadcastOpts) []SocketInfo {
 		n.mu.RLock()
 		rooms := c.roomsLocked(true)
 		n.mu.RUnlock()
+		data := plainData(&c.user)
+		if d := c.Data(); d != nil {
+			if v, err := plainOf(d); err == nil {
+				data = v
+			}
+		}
 		out = append(out, SocketInfo{
 			ID: c.id,
 			Handshake: map[string]any{
@@ -132,7 +138,7 @@ func (l *ownLocal) Fetch(opts BroadcastOpts) []SocketInfo {
 				"issued": hs.Time.UnixMilli(), "url": hs.URL,
 			},
 			Rooms: rooms,
-			Data:  plainData(&c.user),
+			Data:  data,
 		})
 	}
 	return out

@@ -38,6 +38,9 @@ type Conn struct {
 	closeSession bool // ... by DisconnectSession: the whole session closes
 	acks         *pendingAcks
 	nextAck      uint64
+	anyIn        []AnyHandler // OnAny
+	anyOut       []AnyHandler // OnAnyOutgoing
+	data         any          // SetData
 }
 
 // maxPendingAcks bounds the acks a connection owes the server: beyond,
@@ -115,19 +118,26 @@ func (c *Conn) roomsLocked(withOwn bool) []string {
 	return out
 }
 
-// Emit sends event with payload v to this connection. With connection state
-// recovery on it is a broadcast to the connection's own room, as in Node: it
-// gets an offset and is replayed if the connection drops before receiving it.
-func (c *Conn) Emit(event string, v any) error {
+// Emit sends event with args to this connection, as Node's
+// socket.emit(event, ...args): any number of arguments, []byte anywhere sent
+// as binary. With connection state recovery on it is a broadcast to the
+// connection's own room, as in Node: it gets an offset and is replayed if
+// the connection drops before receiving it.
+func (c *Conn) Emit(event string, args ...any) error {
 	if c.pid != "" {
-		return c.n.To(c.id).Emit(event, v)
+		if err := c.n.To(c.id).Emit(event, args...); err != nil {
+			return err
+		}
+		c.notifyAny(true, event, args)
+		return nil
 	}
-	data, atts, err := eventData(event, v)
+	data, atts, err := eventArgsData(event, args)
 	if err != nil {
 		return err
 	}
 	c.cl.send(sioparser.Event, c.n.name, 0, false, data, atts)
 	c.n.srv.obs.Emitted(c.n.name, event)
+	c.notifyAny(true, event, args)
 	return nil
 }
 
@@ -137,18 +147,24 @@ func (c *Conn) Emit(event string, v any) error {
 // returns false, and onAck is never called, when the connection is closed or
 // already has maxPendingAcks unanswered.
 func (c *Conn) emitWithAck(data []byte, atts [][]byte, onAck func(args []any)) bool {
+	_, ok := c.sendWithAck(data, atts, onAck)
+	return ok
+}
+
+// sendWithAck is emitWithAck returning the ack id (for takeAck).
+func (c *Conn) sendWithAck(data []byte, atts [][]byte, onAck func(args []any)) (uint64, bool) {
 	timeout := c.n.srv.opts.AckTimeout
 	now := time.Now()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return false
+		return 0, false
 	}
 	expired := c.expireAcksLocked(now)
 	if c.acks != nil && len(c.acks.list) >= maxPendingAcks {
 		c.mu.Unlock()
 		c.countExpired(expired + 1)
-		return false
+		return 0, false
 	}
 	if c.acks == nil {
 		c.acks = &pendingAcks{}
@@ -164,9 +180,9 @@ func (c *Conn) emitWithAck(data []byte, atts [][]byte, onAck func(args []any)) b
 	c.countExpired(expired)
 	if !c.cl.send(sioparser.Event, c.n.name, id, true, data, atts) {
 		c.takeAck(id)
-		return false
+		return 0, false
 	}
-	return true
+	return id, true
 }
 
 // ackTimer expires the acks of st that are due and re-arms for the next.
@@ -367,18 +383,39 @@ func (c *Conn) onEvent(p sioparser.Packet) {
 		event, _ = vals[0].(string)
 		args.vals = vals[1:]
 	}
-	h := c.n.handlers[event]
-	if h == nil {
-		name := event
-		if name == "" {
-			name = "?"
-		}
-		c.dispatch("_unknown", func(context.Context, *Conn, eventArgs) (any, error) {
-			return nil, Errorf(CodeBadRequest, "unknown event %q", truncate(name, 64))
-		}, eventArgs{}, ack)
+	c.notifyIncoming(event, args)
+	if h := c.n.handlers[event]; h != nil {
+		c.dispatch(event, h, args, ack)
 		return
 	}
-	c.dispatch(event, h, args, ack)
+	if h := c.n.raw[event]; h != nil {
+		var reply Ack
+		if p.HasID {
+			reply = c.newAck(p.ID)
+		}
+		c.dispatch(event, func(ctx context.Context, c *Conn, a eventArgs) (any, error) {
+			pa, err := eventArgsPlain(a)
+			if err != nil {
+				return nil, Errorf(CodeBadRequest, "arguments do not decode")
+			}
+			h(ctx, c, pa, reply)
+			return nil, nil
+		}, args, nil)
+		return
+	}
+	// Nobody handles it. It still goes through the interceptors (it counts
+	// against the rate limit); the ack is refused only if the namespace asks
+	// for it, otherwise none is sent, as in Node.
+	name := event
+	if name == "" {
+		name = "?"
+	}
+	if !c.n.refuseUnknown {
+		ack = nil
+	}
+	c.dispatch("_unknown", func(context.Context, *Conn, eventArgs) (any, error) {
+		return nil, Errorf(CodeBadRequest, "unknown event %q", truncate(name, 64))
+	}, eventArgs{}, ack)
 }
 
 // dispatch runs on the client's queue: interceptors, handler, ack.

@@ -18,11 +18,13 @@ type Namespace struct {
 	srv  *Server
 	name string
 
-	mw           []ConnectFunc
-	interceptors []Interceptor
-	handlers     map[string]eventHandler
-	onConnect    []func(ctx context.Context, c *Conn)
-	onDisconnect []func(ctx context.Context, c *Conn, reason string)
+	mw            []ConnectFunc
+	interceptors  []Interceptor
+	handlers      map[string]eventHandler // Handle's typed handlers
+	raw           map[string]EventHandler // On's handlers
+	refuseUnknown bool
+	onConnect     []func(ctx context.Context, c *Conn)
+	onDisconnect  []func(ctx context.Context, c *Conn, reason string)
 
 	link  Link           // nil on one node
 	log   LogLink        // set when the cluster keeps sessions
@@ -40,7 +42,7 @@ type Namespace struct {
 
 func newNamespace(s *Server, name string) *Namespace {
 	n := &Namespace{
-		srv: s, name: name, handlers: map[string]eventHandler{},
+		srv: s, name: name, handlers: map[string]eventHandler{}, raw: map[string]EventHandler{},
 		sockets: map[string]*Conn{}, rooms: map[string]map[*Conn]uint64{}, byPid: map[string]*Conn{},
 	}
 	recovery := s.opts.RecoveryWindow > 0
@@ -122,8 +124,10 @@ func (b Broadcast) Except(rooms ...string) Broadcast {
 	return b
 }
 
-// Emit sends event with payload v to the target. v is encoded once for all
-// recipients; []byte values (top level or in map[string]any) go as binary.
+// Emit sends event with args to the target, as Node's
+// io.to(room).emit(event, ...args): any number of arguments, none included.
+// The payload is encoded once for all recipients; []byte values (anywhere in
+// args) go as binary.
 //
 // In a cluster every node, this one included, delivers the broadcast when it
 // comes back from the cluster. When the cluster cannot take it (Redis
@@ -132,15 +136,20 @@ func (b Broadcast) Except(rooms ...string) Broadcast {
 // of the target while the caller believes it was sent. A broadcast to one
 // connection of this node alone (its own room, as Conn.Emit) is the
 // exception: it is delivered here, which reaches its whole target.
-func (b Broadcast) Emit(event string, v any) error {
+func (b Broadcast) Emit(event string, args ...any) error {
 	n := b.n
 	opts := BroadcastOpts{Rooms: b.rooms, Except: b.except}
 	if n.link != nil {
-		w, err := toWire(v)
-		if err != nil {
-			return err
+		data := make([]any, 1, len(args)+1)
+		data[0] = event
+		for _, a := range args {
+			w, err := toWire(a)
+			if err != nil {
+				return err
+			}
+			data = append(data, plainValue(w))
 		}
-		p := Packet{Type: int(sioparser.Event), Nsp: n.name, Data: []any{event, plainValue(w)}}
+		p := Packet{Type: int(sioparser.Event), Nsp: n.name, Data: data}
 		var cause error
 		if n.log != nil {
 			if _, cause = n.log.Append(p, opts); cause == nil {
@@ -158,7 +167,7 @@ func (b Broadcast) Emit(event string, v any) error {
 			return fmt.Errorf("broadcast %q: %w (%v)", event, ErrUnavailable, cause)
 		}
 	}
-	data, atts, err := eventData(event, v)
+	data, atts, err := eventArgsData(event, args)
 	if err != nil {
 		return fmt.Errorf("broadcast %q: %w", event, err)
 	}

@@ -155,6 +155,7 @@ func TestDecodingWrongShapesIsBadRequest(t *testing.T) {
 	}
 	ts, _ := start(t, func(s *sio.Server) {
 		n := s.Of("/")
+		n.RefuseUnknownEvents() // the contract answers unknown events bad_request
 		sio.Handle(n, "str", func(_ context.Context, _ *sio.Conn, v string) (any, error) { return nil, nil })
 		sio.Handle(n, "obj", func(_ context.Context, _ *sio.Conn, v in) (any, error) { return nil, nil })
 	})
