@@ -18,6 +18,7 @@ all: build
 build:
 	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/switchboard ./cmd/switchboard
 	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/example-embed ./cmd/example-embed
+	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/example-chat ./cmd/example-chat
 
 run: build
 	LOG_FORMAT=$${LOG_FORMAT:-console} $(if $(ADDR),ADDR=$(ADDR)) $(BIN)/switchboard
@@ -92,7 +93,7 @@ test-fuzz:
 		{ grep -v '^fuzz: elapsed' .tmp/fuzz.log | tail -40; exit 1; }; done
 
 test-node: build
-	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed npm test
+	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed EXAMPLE_CHAT_BIN=$(CURDIR)/$(BIN)/example-chat npm test
 
 test-cluster: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard npm run test:cluster

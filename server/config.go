@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,6 +68,17 @@ type Config struct {
 	MetricsToken        string        // METRICS_TOKEN
 	MetricsAddr         string        // METRICS_ADDR
 	ProbesOnMetricsAddr bool          // PROBES_ON_METRICS_ADDR
+
+	// Authenticate, set by a program that embeds Switchboard (there is no
+	// environment variable), replaces JWT authentication for every
+	// namespace: it runs as the first connect middleware, as Node's
+	// io.use(fn), and must set h.User or refuse. With it set and no JWT
+	// configured the server is not in development mode.
+	Authenticate func(ctx context.Context, h *Handshake) error
+	// NoContract, set by an embedding program, leaves namespace "/" without
+	// the contract's events (join-room, message, presence, ...), for a
+	// program that registers its own handlers there (a ported Node backend).
+	NoContract bool
 }
 
 // setting describes one configuration knob once: for flags, environment

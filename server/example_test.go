@@ -58,3 +58,44 @@ func Example() {
 	// {"ok":true,"sum":5,"user":"alice"}
 	// {"ok":false,"error":{"code":"bad_request","message":"only natural numbers"}}
 }
+
+// A handler ported from Node: socket.on("sum", (a, b, cb) => cb(null, a + b)),
+// on "/" with the program's own authentication instead of JWT.
+func ExampleNamespace_On() {
+	cfg := server.Defaults()
+	cfg.NoContract = true
+	cfg.Authenticate = func(_ context.Context, h *server.Handshake) error {
+		h.User = &server.User{ID: "guest"}
+		return nil
+	}
+	sb, err := server.New(cfg, zerolog.Nop())
+	if err != nil {
+		panic(err)
+	}
+	sb.Of("/").On("sum", func(_ context.Context, _ *server.Conn, args server.Args, ack server.Ack) {
+		a, _ := args[0].(float64)
+		b, _ := args[1].(float64)
+		if ack != nil {
+			_ = ack(nil, a+b)
+		}
+	})
+
+	mux := http.NewServeMux()
+	sb.Mount(mux)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	hs := &http.Server{Handler: mux}
+	go hs.Serve(ln)
+	defer hs.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := rawclient.Dial(ctx, "http://"+ln.Addr().String(), "/socket.io/", "/", nil, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	res, _ := c.CallArgs(ctx, "sum", 2, 3)
+	fmt.Println(len(res), string(res[0]), string(res[1]))
+	// Output:
+	// 2 null 5
+}

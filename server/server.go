@@ -37,6 +37,12 @@ type (
 	User      = sio.User
 	Error     = sio.Error
 	Handshake = sio.Handshake
+	// Node's event model (see internal/sio/events.go): Namespace.On,
+	// Conn.Emit with any arguments, Conn.EmitWithAck, OnAny, OnAnyOutgoing.
+	Args         = sio.Args
+	Ack          = sio.Ack
+	EventHandler = sio.EventHandler
+	AnyHandler   = sio.AnyHandler
 	// For the cluster-wide operations of a Namespace (FetchSockets,
 	// SocketsJoin, SocketsLeave, DisconnectSockets, ServerSideEmit,
 	// ServerSideEmitWithAck, OnServerSideEmit): see internal/sio/requests.go.
@@ -167,7 +173,11 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		Logger:           s.log,
 		Observer:         s.metrics,
 	})
-	s.io.Use(middleware.Auth(s.verifier, cfg.AuthQueryToken))
+	if cfg.Authenticate != nil {
+		s.io.Use(cfg.Authenticate)
+	} else {
+		s.io.Use(middleware.Auth(s.verifier, cfg.AuthQueryToken))
+	}
 	// Before Limits: a user cooling down costs no presence round trip.
 	kicks := middleware.NewCooldown(middleware.CooldownConfig{Base: cfg.RateKickCooldown}) // per node
 	s.io.Use(middleware.KickCooldown(kicks, func() { s.metrics.Limit(sio.LimitCooldown) }))
@@ -178,6 +188,18 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	}
 	s.io.Intercept(middleware.RateLimit(cfg.RateLimit, burst, floodDisconnectAfter, kicks, s.metrics.floodKicks.Inc))
 
+	if !cfg.NoContract {
+		s.registerRooms(st)
+	}
+	for _, run := range st.run {
+		go run(bg, s)
+	}
+	return s, nil
+}
+
+// registerRooms puts the contract's chat (join-room, message, presence...) on "/".
+func (s *Server) registerRooms(st stores) {
+	cfg := s.cfg
 	s.rooms = namespaces.RegisterRooms(s.io, namespaces.RoomsConfig{
 		MessageMaxBytes: cfg.MessageMaxBytes,
 		DedupeWindow:    cfg.DedupeWindow,
@@ -187,10 +209,13 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		Dedupe:          st.dedupe,
 		OnError:         func(err error) { s.redisLog.warn(err, "presence store") },
 	})
-	for _, run := range st.run {
-		go run(bg, s)
+}
+
+// userGone tells the contract's rooms that a user's presence was reaped.
+func (s *Server) userGone(room, userID, name string) {
+	if s.rooms != nil {
+		s.rooms.UserGone(room, userID, name)
 	}
-	return s, nil
 }
 
 // admitIP applies MAX_CONNECTIONS_PER_IP and HANDSHAKE_RATE_PER_IP to a new
@@ -224,10 +249,12 @@ func (s *Server) setupAuth() error {
 		ac.PublicKeyPEM = pem
 	}
 	if len(ac.Secret) == 0 && len(ac.PublicKeyPEM) == 0 {
-		s.devMode = true
-		ac.Secret = []byte(randomHex(32))
-		s.log.Warn().Msg("development mode: neither JWT_SECRET nor JWT_PUBLIC_KEY_FILE is set; " +
-			"using a random secret and serving GET /auth/dev-token?sub=alice&name=Alice. Do not run this in production.")
+		ac.Secret = []byte(randomHex(32)) // unused with Authenticate
+		if cfg.Authenticate == nil {
+			s.devMode = true
+			s.log.Warn().Msg("development mode: neither JWT_SECRET nor JWT_PUBLIC_KEY_FILE is set; " +
+				"using a random secret and serving GET /auth/dev-token?sub=alice&name=Alice. Do not run this in production.")
+		}
 	}
 	s.secret = ac.Secret
 	v, err := middleware.NewVerifier(ac)

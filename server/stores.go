@@ -114,7 +114,7 @@ func (s *Server) stores() (stores, error) {
 		pools:     pools,
 		run: []func(context.Context, *Server){
 			func(ctx context.Context, _ *Server) { cluster.Run(ctx) },
-			func(ctx context.Context, s *Server) { presence.Run(ctx, s.rooms.UserGone) },
+			func(ctx context.Context, s *Server) { presence.Run(ctx, s.userGone) },
 			func(ctx context.Context, _ *Server) {
 				<-ctx.Done()
 				for _, c := range clients {

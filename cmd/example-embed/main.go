@@ -66,6 +66,8 @@ func run() error {
 		return nil, c.Emit("blob", map[string]any{"bytes": b})
 	})
 
+	registerNodeStyle(tools)
+
 	if os.Getenv("EXAMPLE_ADMIN") == "1" {
 		registerAdmin(sb, cfg.NodeID)
 	}
@@ -92,6 +94,57 @@ func run() error {
 	}
 	return nil
 }
+
+// registerNodeStyle adds handlers in Node's shape to /tools: every argument
+// in, any acknowledgement arguments out (binary included), as
+// socket.on("x", (...args, cb) => cb(...args)) does.
+func registerNodeStyle(tools *server.Namespace) {
+	// cb(...args): the arguments come back as they were sent.
+	tools.On("echo-args", func(_ context.Context, _ *server.Conn, args server.Args, ack server.Ack) {
+		if ack != nil {
+			_ = ack(args...)
+		}
+	})
+	// cb(null, ...args): the error-first answer socket.io-client's retries and
+	// timeout() expect.
+	tools.On("echo-error-first", func(_ context.Context, c *server.Conn, args server.Args, ack server.Ack) {
+		n, _ := c.Value(callsKey{}).(int)
+		c.SetValue(callsKey{}, n+1)
+		if ack != nil {
+			_ = ack(append(server.Args{nil}, args...)...)
+		}
+	})
+	// How many echo-error-first calls this connection made.
+	tools.On("calls", func(_ context.Context, c *server.Conn, _ server.Args, ack server.Ack) {
+		n, _ := c.Value(callsKey{}).(int)
+		if ack != nil {
+			_ = ack(n)
+		}
+	})
+	// socket.emit("echoed", ...args) back to the sender.
+	tools.On("emit-back", func(_ context.Context, c *server.Conn, args server.Args, _ server.Ack) {
+		_ = c.Emit("echoed", args...)
+	})
+	// The server asks the client: socket.timeout(ms).emitWithAck("question", ...args),
+	// then acknowledges the caller with the client's answer.
+	tools.On("ask-me", func(_ context.Context, c *server.Conn, args server.Args, ack server.Ack) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			answer, err := c.EmitWithAck(ctx, "question", args...)
+			if ack == nil {
+				return
+			}
+			if err != nil {
+				_ = ack(err.Error())
+				return
+			}
+			_ = ack(append(server.Args{nil}, answer...)...)
+		}()
+	})
+}
+
+type callsKey struct{}
 
 // Selector picks sockets of namespace "/" as Node's io.in(rooms).except(except).
 type Selector struct {

@@ -13,6 +13,7 @@ const BIN_DIR = path.join(ROOT, '.tmp', 'bin');
 const TARGETS = {
   switchboard: { env: 'SWITCHBOARD_BIN', pkg: './cmd/switchboard' },
   'example-embed': { env: 'EXAMPLE_BIN', pkg: './cmd/example-embed' },
+  'example-chat': { env: 'EXAMPLE_CHAT_BIN', pkg: './cmd/example-chat' },
 };
 
 function goBuild(out, pkg) {
@@ -52,7 +53,7 @@ async function withLock(fn) {
 
 const memo = new Map();
 
-/** Returns the path of the named binary ('switchboard' or 'example-embed'), building it if needed. */
+/** Returns the path of the named binary ('switchboard', 'example-embed' or 'example-chat'), building it if needed. */
 export function binary(name = 'switchboard') {
   const t = TARGETS[name];
   if (!t) throw new Error(`unknown binary ${name}`);
