@@ -49,25 +49,26 @@ type Config struct {
 	PprofAddr         string        // PPROF_ADDR
 
 	// Hardening: what one client (or one IP) may make the node hold.
-	RecoveryMaxBytes    int64         // RECOVERY_MAX_BYTES
-	MaxBufferedBytes    int           // MAX_BUFFERED_BYTES
-	WriteTimeout        time.Duration // WRITE_TIMEOUT
-	MaxInboundBytes     int           // MAX_INBOUND_BYTES
-	AckTimeout          time.Duration // ACK_TIMEOUT
-	MaxPendingSessions  int           // MAX_PENDING_SESSIONS (negative: no limit)
-	HandshakeTimeout    time.Duration // HANDSHAKE_TIMEOUT
-	MaxConnsPerIP       int           // MAX_CONNECTIONS_PER_IP (negative: no limit)
-	HandshakeRatePerIP  float64       // HANDSHAKE_RATE_PER_IP (negative: off)
-	HandshakeBurstPerIP int           // HANDSHAKE_BURST_PER_IP
-	TrustedProxies      []string      // TRUSTED_PROXIES (CIDRs)
-	SessionBindIP       bool          // SESSION_BIND_IP
-	HTTPIdleTimeout     time.Duration // HTTP_IDLE_TIMEOUT
-	HTTPReadTimeout     time.Duration // HTTP_READ_TIMEOUT
-	RateKickCooldown    time.Duration // RATE_KICK_COOLDOWN (0: off)
-	DedupeMaxEntries    int           // DEDUPE_MAX_ENTRIES
-	MetricsToken        string        // METRICS_TOKEN
-	MetricsAddr         string        // METRICS_ADDR
-	ProbesOnMetricsAddr bool          // PROBES_ON_METRICS_ADDR
+	RecoveryMaxBytes     int64         // RECOVERY_MAX_BYTES
+	MaxBufferedBytes     int           // MAX_BUFFERED_BYTES
+	WriteTimeout         time.Duration // WRITE_TIMEOUT
+	MaxInboundBytes      int           // MAX_INBOUND_BYTES
+	AckTimeout           time.Duration // ACK_TIMEOUT
+	MaxPendingSessions   int           // MAX_PENDING_SESSIONS (negative: no limit)
+	MaxDynamicNamespaces int           // MAX_DYNAMIC_NAMESPACES (0: no limit)
+	HandshakeTimeout     time.Duration // HANDSHAKE_TIMEOUT
+	MaxConnsPerIP        int           // MAX_CONNECTIONS_PER_IP (negative: no limit)
+	HandshakeRatePerIP   float64       // HANDSHAKE_RATE_PER_IP (negative: off)
+	HandshakeBurstPerIP  int           // HANDSHAKE_BURST_PER_IP
+	TrustedProxies       []string      // TRUSTED_PROXIES (CIDRs)
+	SessionBindIP        bool          // SESSION_BIND_IP
+	HTTPIdleTimeout      time.Duration // HTTP_IDLE_TIMEOUT
+	HTTPReadTimeout      time.Duration // HTTP_READ_TIMEOUT
+	RateKickCooldown     time.Duration // RATE_KICK_COOLDOWN (0: off)
+	DedupeMaxEntries     int           // DEDUPE_MAX_ENTRIES
+	MetricsToken         string        // METRICS_TOKEN
+	MetricsAddr          string        // METRICS_ADDR
+	ProbesOnMetricsAddr  bool          // PROBES_ON_METRICS_ADDR
 
 	// Authenticate, set by a program that embeds Switchboard (there is no
 	// environment variable), replaces JWT authentication for every
@@ -165,6 +166,7 @@ func settings() []setting {
 		{"WRITE_TIMEOUT", "10s", "a write to a client that takes longer cuts it off as a slow consumer", dur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
 		{"MAX_INBOUND_BYTES", "2000000", "bytes of a connection's input waiting for its handlers; beyond, its reader pauses (at least MAX_PAYLOAD)", num(func(c *Config) *int { return &c.MaxInboundBytes })},
 		{"ACK_TIMEOUT", "30s", "how long the server waits for a client's answer to an event it emitted with an ack", dur(func(c *Config) *time.Duration { return &c.AckTimeout })},
+		{"MAX_DYNAMIC_NAMESPACES", "1000", "namespaces clients may create through a program's OfPattern/OfMatch, per node (0: no limit; Invalid namespace beyond)", num(func(c *Config) *int { return &c.MaxDynamicNamespaces })},
 		{"MAX_PENDING_SESSIONS", "1000", "Engine.IO sessions not yet connected to a namespace, per node (0: no limit)", num(func(c *Config) *int { return &c.MaxPendingSessions })},
 		{"HANDSHAKE_TIMEOUT", "10s", "time a new session has to connect to a namespace (Node's connectTimeout, 45s there)", dur(func(c *Config) *time.Duration { return &c.HandshakeTimeout })},
 		{"MAX_CONNECTIONS_PER_IP", "200", "Engine.IO sessions per client IP (0: no limit; 429 beyond); TCP connections per peer IP are capped at twice this", num(func(c *Config) *int { return &c.MaxConnsPerIP })},

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -150,6 +151,12 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		PingTimeout:    cfg.PingTimeout,
 		ConnectTimeout: cfg.HandshakeTimeout,
 		MaxPending:     cfg.MaxPendingSessions,
+		MaxDynamicNamespaces: func() int {
+			if cfg.MaxDynamicNamespaces == 0 {
+				return -1 // no limit
+			}
+			return cfg.MaxDynamicNamespaces
+		}(),
 		MaxPayload:     cfg.MaxPayload,
 		MaxBuffered:    cfg.MaxBufferedBytes,
 		WriteTimeout:   cfg.WriteTimeout,
@@ -274,6 +281,17 @@ func (s *Server) DevMode() bool { return s.devMode }
 // Of returns namespace name, creating it; JWT auth, limits and the rate
 // limit apply to it. Register its handlers before serving.
 func (s *Server) Of(name string) *Namespace { return s.io.Of(name) }
+
+// OfPattern creates the namespaces whose name re matches when a client
+// first connects to one, Node's io.of(/regexp/); setup registers each one's
+// handlers before anyone connects. MAX_DYNAMIC_NAMESPACES caps them.
+func (s *Server) OfPattern(re *regexp.Regexp, setup func(n *Namespace)) { s.io.OfPattern(re, setup) }
+
+// OfMatch is OfPattern with a function of the name and the client's auth
+// payload, Node's io.of((name, auth, next) => next(null, ok)).
+func (s *Server) OfMatch(match func(name string, auth map[string]any) bool, setup func(n *Namespace)) {
+	s.io.OfMatch(match, setup)
+}
 
 // MintToken signs an HS256 token with the node's secret (the configured
 // JWT_SECRET, or the generated one in development mode).

@@ -70,6 +70,10 @@ type Options struct {
 	AnyOrigin     bool
 	Logger        zerolog.Logger
 	Observer      Observer // metrics hook; nil observes nothing
+	// MaxDynamicNamespaces caps the namespaces clients create through
+	// OfMatch/OfPattern (each one lives on, attached to the cluster).
+	// Default 1000; negative: no cap.
+	MaxDynamicNamespaces int
 	// Cluster shares broadcasts with other nodes; nil serves one node.
 	Cluster Cluster
 }
@@ -113,6 +117,9 @@ func (o *Options) defaults() {
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
+	}
+	if o.MaxDynamicNamespaces == 0 {
+		o.MaxDynamicNamespaces = 1000
 	}
 }
 

@@ -311,6 +311,9 @@ func (c *client) connect(name string, auth json.RawMessage) {
 	}
 	n := c.srv.lookup(name)
 	if n == nil {
+		n = c.srv.dynamicNamespace(name, auth)
+	}
+	if n == nil {
 		c.send(sioparser.ConnectError, name, 0, false, json.RawMessage(`{"message":"Invalid namespace"}`), nil)
 		return
 	}

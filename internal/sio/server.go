@@ -30,6 +30,8 @@ type Server struct {
 	mu       sync.RWMutex
 	nsps     map[string]*Namespace
 	creating map[string]chan struct{} // namespaces attaching now: closed once registered (or failed)
+	dynamic  []dynamicNamespaces      // OfMatch
+	dynReady map[string]chan struct{} // namespaces created by OfMatch: closed once set up
 	closed   bool                     // Close ran: a namespace attached after it is detached at once
 
 	workers *workerPool // runs the clients' task queues (per Server: Close ends its idle workers)
@@ -45,7 +47,7 @@ func NewServer(opts Options) *Server {
 	opts.defaults()
 	s := &Server{
 		opts: opts, log: opts.Logger, obs: opts.Observer,
-		nsps: map[string]*Namespace{}, creating: map[string]chan struct{}{}, workers: newWorkerPool(),
+		nsps: map[string]*Namespace{}, creating: map[string]chan struct{}{}, dynReady: map[string]chan struct{}{}, workers: newWorkerPool(),
 	}
 	cors := opts.CORSOrigins
 	allow := opts.AllowRequest
@@ -235,13 +237,16 @@ func (s *Server) create(name string, done chan struct{}) (n *Namespace) {
 // created is waited for.
 func (s *Server) lookup(name string) *Namespace {
 	s.mu.RLock()
-	n, wait := s.nsps[name], s.creating[name]
+	n, wait, ready := s.nsps[name], s.creating[name], s.dynReady[name]
 	s.mu.RUnlock()
 	if n == nil && wait != nil {
 		<-wait
 		s.mu.RLock()
 		n = s.nsps[name]
 		s.mu.RUnlock()
+	}
+	if ready != nil {
+		<-ready // a dynamic namespace is set up before anyone connects
 	}
 	return n
 }
