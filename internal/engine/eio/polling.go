@@ -55,9 +55,21 @@ func (s *Socket) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	p.getActive = true
 	released := false // woken or timed out during an upgrade: answer a noop if nothing else
+	// A poll that arrives while a WebSocket is attached for an upgrade and is
+	// still waiting when that upgrade completes was sent after the client's
+	// upgrade packet (a client pauses polling before sending it): it gets the
+	// 400 of a poll after the upgrade, as from Node, which reads the
+	// WebSocket's packets before a new request.
+	duringProbe := s.probe != nil
 	var out []*Message
 	var taken bool
 	for {
+		if duringProbe && s.poll != p {
+			p.getActive = false
+			s.unlock()
+			writeError(w, errBadRequest)
+			return
+		}
 		var ok bool
 		if out, taken, ok = s.pollLocked(p, released); ok {
 			break

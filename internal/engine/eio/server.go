@@ -103,9 +103,10 @@ type Server struct {
 	// openTail is the end of the open packet after the sid, per transport.
 	openTailPolling, openTailWS string
 
-	mu       sync.RWMutex
-	sessions map[string]*Socket
-	closed   bool
+	mu          sync.RWMutex
+	sessions    map[string]*Socket
+	closedPolls closedPolls // sessions their polling clients closed a moment ago
+	closed      bool
 
 	flusher flusher
 }
@@ -302,6 +303,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s = nil
 		}
 		switch {
+		case s == nil && transport == "polling" && !upgrade && srv.answerClosedPoll(w, r, sid):
 		case s == nil:
 			fail(w, errUnknownSID)
 		case upgrade && !srv.originAllowed(r):
@@ -455,10 +457,13 @@ func (srv *Server) register(s *Socket) bool {
 	return true
 }
 
-func (srv *Server) remove(s *Socket) {
+func (srv *Server) remove(s *Socket, clientClosedPoll bool) {
 	srv.mu.Lock()
 	if srv.sessions[s.id] == s {
 		delete(srv.sessions, s.id)
+		if clientClosedPoll {
+			srv.closedPolls.add(s.id, time.Now())
+		}
 	}
 	srv.mu.Unlock()
 	s.releaseAdmission()

@@ -103,11 +103,12 @@ type Socket struct {
 	probed bool     // "3probe" sent: polls are released with noops until the upgrade ends
 	upTmr  *time.Timer
 
-	timer     *time.Timer // the one heartbeat/close timer
-	tmode     timerMode
-	tdeadline time.Time
-	refreshed bool // the pong timeout was already extended once by another packet
-	corked    int  // Cork depth: queued messages wait for Uncork (so that replies coalesce)
+	timer            *time.Timer // the one heartbeat/close timer
+	tmode            timerMode
+	tdeadline        time.Time
+	refreshed        bool // the pong timeout was already extended once by another packet
+	corked           int  // Cork depth: queued messages wait for Uncork (so that replies coalesce)
+	clientClosedPoll bool // the client closed the session over polling with no poll pending
 }
 
 func newSocket(srv *Server, id string, hs *Handshake) *Socket {
@@ -254,6 +255,19 @@ func (s *Socket) Uncork() {
 	}
 }
 
+// Flush writes what is queued now on a WebSocket, corked or not, and returns
+// once it is written: what is sent next leaves in a later write. (Polling
+// answers carry the whole queue anyway.)
+func (s *Socket) Flush() {
+	s.mu.Lock()
+	inline := len(s.queue) > 0 && s.state != stateClosed && s.ws != nil && s.ws.takeFlushLocked()
+	c := s.ws
+	s.mu.Unlock()
+	if inline {
+		c.flush()
+	}
+}
+
 // takeLocked removes the whole queue for a write; the caller gives it back with doneLocked.
 func (s *Socket) takeLocked() []*Message {
 	q := s.queue
@@ -339,13 +353,13 @@ func (s *Socket) unlock() { s.release(false) }
 func (s *Socket) unlockAPI() { s.release(true) }
 
 func (s *Socket) release(async bool) {
-	fire, h, reason := s.fire, s.h, s.reason
+	fire, h, reason, closedPoll := s.fire, s.h, s.reason, s.clientClosedPoll
 	s.fire = false
 	s.mu.Unlock()
 	if !fire {
 		return
 	}
-	s.srv.remove(s)
+	s.srv.remove(s, closedPoll)
 	if async {
 		go h.OnClose(reason)
 	} else {
@@ -423,6 +437,7 @@ func (s *Socket) handlePacket(p eioparser.Packet) bool {
 	case p.Type == eioparser.Close:
 		// Node ignores it on WebSocket (the session then ends at the ping timeout); the protocol
 		// says the transport may be closed, and some clients send it before closing.
+		s.clientClosedPoll = s.ws == nil && s.poll != nil && !s.poll.getActive // its last poll may be on its way (closedpolls.go)
 		s.closeLocked("transport close")
 	}
 	open := s.state != stateClosed

@@ -57,11 +57,18 @@ func TestUpgrade(t *testing.T) {
 	if res.StatusCode != 400 || body != `{"code":3,"message":"Bad request"}` {
 		t.Errorf("poll after the upgrade: %d %s", res.StatusCode, body)
 	}
-	// So is a second upgrade.
-	if _, err := e.tryDialWS("EIO=4&transport=websocket&sid=" + sid); err == nil {
-		t.Error("second upgrade accepted")
+	// A second WebSocket on the upgraded sid is accepted and closed at once, as
+	// by Node; the session goes on over the first.
+	second, err := e.tryDialWS("EIO=4&transport=websocket&sid=" + sid)
+	if err != nil {
+		t.Fatalf("second WebSocket on an upgraded sid: %v (Node accepts it, then closes it)", err)
 	}
+	second.expectClose()
 	r.stillOpen(20 * time.Millisecond)
+	r.s.Send(TextMessage([]byte("still")))
+	if got := c.text(); got != "4still" {
+		t.Errorf("after the second WebSocket: %q", got)
+	}
 }
 
 // TestUpgradeOrdering floods messages from both sides across the switch.
@@ -99,7 +106,10 @@ func TestUpgradeOrdering(t *testing.T) {
 }
 
 func TestUpgradePendingPollDiscarded(t *testing.T) {
-	// A client that still has a poll pending when it sends "5": the poll is answered (noop).
+	// A poll sent while the WebSocket is probing and still pending when "5"
+	// arrives: a client pauses polling before it sends "5", so this poll is
+	// taken as sent after it (the order Node, reading the WebSocket first,
+	// sees) and gets the 400 of a poll after the upgrade. The session goes on.
 	e := newEnv(t)
 	sid, r := e.handshake()
 	c := e.dialWS("EIO=4&transport=websocket&sid=" + sid)
@@ -108,7 +118,7 @@ func TestUpgradePendingPollDiscarded(t *testing.T) {
 	pending := e.pollAsync(sid)
 	time.Sleep(20 * time.Millisecond)
 	c.send("5")
-	if got := recv(t, pending); got != "6" {
+	if got := recv(t, pending); got != "status: 400 Bad Request" {
 		t.Errorf("discarded poll got %q", got)
 	}
 	waitFor(t, "the switch", func() bool { return r.s.Transport() == "websocket" })
@@ -150,9 +160,11 @@ func TestUpgradeRefusals(t *testing.T) {
 	e := newEnv(t)
 	sid, r := e.handshake()
 	first := e.dialWS("EIO=4&transport=websocket&sid=" + sid)
-	// A second WebSocket while the first is upgrading.
-	if _, err := e.tryDialWS("EIO=4&transport=websocket&sid=" + sid); err == nil {
-		t.Error("concurrent upgrade accepted")
+	// A second WebSocket while the first is upgrading: accepted and closed at once (Node).
+	if second, err := e.tryDialWS("EIO=4&transport=websocket&sid=" + sid); err != nil {
+		t.Errorf("concurrent WebSocket: %v (Node accepts it, then closes it)", err)
+	} else {
+		second.expectClose()
 	}
 	// Anything but the probe or the upgrade packet aborts the upgrade, not the session.
 	first.send("4nope")

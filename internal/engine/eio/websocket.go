@@ -133,9 +133,22 @@ func (srv *Server) handshakeWebSocket(s *Socket, w http.ResponseWriter, r *http.
 func (srv *Server) upgrade(s *Socket, w http.ResponseWriter, r *http.Request) {
 	c := &wsConn{s: s}
 	s.mu.Lock()
-	if s.state != stateOpen || s.poll == nil || s.probe != nil {
+	if s.state != stateOpen {
 		s.mu.Unlock()
 		writeUpgradeError(w, errBadRequest)
+		return
+	}
+	if s.poll == nil || s.probe != nil {
+		// Already upgraded, or upgrading: Node accepts the WebSocket and
+		// closes it at once; the session goes on untouched.
+		s.mu.Unlock()
+		if conn, _, _, err := (ws.HTTPUpgrader{}).Upgrade(r, w); err == nil {
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = ws.WriteFrame(conn, ws.NewCloseFrame(nil))
+			_ = conn.Close()
+		} else if conn != nil {
+			_ = conn.Close()
+		}
 		return
 	}
 	s.probe = c // reserved: a concurrent upgrade is refused
