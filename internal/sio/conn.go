@@ -22,6 +22,7 @@ type Conn struct {
 	id        string
 	pid       string // private session id (connection state recovery)
 	user      User
+	auth      map[string]any // the CONNECT packet's payload
 	release   *releaser
 	recovered bool
 	hooksDone chan struct{} // closed once the disconnect hooks have run

@@ -234,3 +234,7 @@ func (c *Conn) Broadcast() Broadcast { return c.n.To().Except(c.id) }
 // To targets the members of rooms except this connection, Node's
 // socket.to(room).
 func (c *Conn) To(rooms ...string) Broadcast { return c.n.To(rooms...).Except(c.id) }
+
+// Auth is the payload the client sent with its CONNECT (Node's
+// socket.handshake.auth); nil when it sent none. Do not modify it.
+func (c *Conn) Auth() map[string]any { return c.auth }

@@ -499,7 +499,7 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 			}
 		}
 	}
-	c := &Conn{n: n, cl: cl, user: *h.User, release: h.release, rooms: map[string]struct{}{}, hooksDone: make(chan struct{})}
+	c := &Conn{n: n, cl: cl, user: *h.User, auth: h.Auth, release: h.release, rooms: map[string]struct{}{}, hooksDone: make(chan struct{})}
 	if sess != nil {
 		c.id, c.pid, c.recovered = sess.Sid, pid, true
 	} else {
@@ -539,6 +539,11 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 		cl.eng.Send(m...)
 	}
 	n.mu.Unlock()
+	// The CONNECT (and the replay) leave in a write of their own, before what
+	// the connect hooks send, as from Node (whose transport is not writable
+	// again until its first write completes): clients that read one frame per
+	// event, the official protocol suite among them, rely on it.
+	cl.eng.Flush()
 	settle()
 	c.saveSession()
 
