@@ -19,6 +19,7 @@ build:
 	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/switchboard ./cmd/switchboard
 	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/example-embed ./cmd/example-embed
 	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/example-chat ./cmd/example-chat
+	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/protocol-server ./cmd/protocol-server
 
 run: build
 	LOG_FORMAT=$${LOG_FORMAT:-console} $(if $(ADDR),ADDR=$(ADDR)) $(BIN)/switchboard
@@ -93,7 +94,7 @@ test-fuzz:
 		{ grep -v '^fuzz: elapsed' .tmp/fuzz.log | tail -40; exit 1; }; done
 
 test-node: build
-	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed EXAMPLE_CHAT_BIN=$(CURDIR)/$(BIN)/example-chat npm test
+	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard EXAMPLE_BIN=$(CURDIR)/$(BIN)/example-embed EXAMPLE_CHAT_BIN=$(CURDIR)/$(BIN)/example-chat PROTOCOL_SERVER_BIN=$(CURDIR)/$(BIN)/protocol-server npm test
 
 test-cluster: build
 	SWITCHBOARD_BIN=$(CURDIR)/$(BIN)/switchboard npm run test:cluster

@@ -14,6 +14,7 @@ const TARGETS = {
   switchboard: { env: 'SWITCHBOARD_BIN', pkg: './cmd/switchboard' },
   'example-embed': { env: 'EXAMPLE_BIN', pkg: './cmd/example-embed' },
   'example-chat': { env: 'EXAMPLE_CHAT_BIN', pkg: './cmd/example-chat' },
+  'protocol-server': { env: 'PROTOCOL_SERVER_BIN', pkg: './cmd/protocol-server' },
 };
 
 function goBuild(out, pkg) {
@@ -53,7 +54,7 @@ async function withLock(fn) {
 
 const memo = new Map();
 
-/** Returns the path of the named binary ('switchboard', 'example-embed' or 'example-chat'), building it if needed. */
+/** Returns the path of the named binary ('switchboard', 'example-embed', 'example-chat' or 'protocol-server'), building it if needed. */
 export function binary(name = 'switchboard') {
   const t = TARGETS[name];
   if (!t) throw new Error(`unknown binary ${name}`);

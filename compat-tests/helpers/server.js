@@ -55,7 +55,7 @@ let counter = 0;
  * startServer({ env, bin, name, args, healthTimeout }) → { url, port, proc, logs, stop(), kill(signal), restart() }
  *   env: extra environment; a null/undefined value removes the variable (e.g. { JWT_SECRET: null } for dev mode).
  *        JWT_SECRET defaults to the test secret. Config variables of the parent environment are never inherited.
- *   bin: 'switchboard' (default) | 'example-embed' | 'example-chat' | an absolute path.
+ *   bin: 'switchboard' (default) | 'example-embed' | 'example-chat' | 'protocol-server' | an absolute path.
  */
 export async function startServer({ env = {}, bin = 'switchboard', name, args = [], healthTimeout = 15000, port } = {}) {
   const file = bin.startsWith('/') ? bin : await binary(bin);
