@@ -15,14 +15,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/switchboard/switchboard/server"
 )
@@ -118,21 +115,7 @@ func run() error {
 	}
 	register(sb.Of("/"))
 
-	mux := http.NewServeMux()
-	sb.Mount(mux)
-	hs := &http.Server{Addr: sb.Config().Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout+5*time.Second)
-		defer cancel()
-		sb.Shutdown(sctx)
-		_ = hs.Shutdown(sctx)
-	}()
-	log.Info().Str("addr", sb.Config().Addr).Msg("example-chat listening")
-	if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return sb.Run(ctx) // /socket.io/, /healthz, /readyz, /metrics; drains on SIGTERM
 }

@@ -18,13 +18,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/switchboard/switchboard/server"
 )
@@ -75,21 +72,7 @@ func run() error {
 	})
 	sb.Of("/custom").OnConnect(emitAuth)
 
-	mux := http.NewServeMux()
-	sb.Mount(mux)
-	hs := &http.Server{Addr: sb.Config().Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout+5*time.Second)
-		defer cancel()
-		sb.Shutdown(sctx)
-		_ = hs.Shutdown(sctx)
-	}()
-	log.Info().Str("addr", sb.Config().Addr).Msg("protocol-server listening")
-	if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return sb.Run(ctx) // /socket.io/, /healthz, /readyz, /metrics; drains on SIGTERM
 }

@@ -3,7 +3,6 @@ package sio_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"sync"
@@ -19,14 +18,7 @@ func startWith(t *testing.T, opts sio.Options, setup func(s *sio.Server)) *httpt
 	t.Helper()
 	s := sio.NewServer(opts)
 	setup(s)
-	mux := http.NewServeMux()
-	mux.Handle(s.Path(), s.Handler())
-	ts := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		s.Close()
-		ts.Close()
-	})
-	return ts
+	return serve(t, s)
 }
 
 func dialErr(ts *httptest.Server, nsp string, auth any) (*rawclient.Client, error) {
