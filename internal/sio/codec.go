@@ -162,6 +162,8 @@ func ackSuccess(r any) (any, error) {
 	switch x := r.(type) {
 	case nil:
 		return okEnvelope, nil
+	case []byte: // binary, as an attachment (json.Marshal would send base64 text)
+		return map[string]any{"ok": true, "data": x}, nil
 	case map[string]any:
 		m := make(map[string]any, len(x)+1)
 		for k, v := range x {
