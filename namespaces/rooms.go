@@ -53,7 +53,7 @@ type Rooms struct {
 	lines   map[string]*line // per-room order of accepted messages, rooms with one in flight
 
 	keysMu sync.Mutex
-	keys   map[string]chan struct{} // clientId keys with a message in flight on this node
+	keys   map[string]chan struct{} // held on this node: clientIds with a message in flight, presence changes (holdPresence)
 }
 
 // RegisterRooms installs namespace "/" on srv.
@@ -504,6 +504,7 @@ func (r *Rooms) Lines() int {
 
 func (r *Rooms) addPresence(ctx context.Context, c *sio.Conn, room string) {
 	u := c.User()
+	defer r.holdPresence(ctx, room, u.ID)()
 	first, err := r.cfg.Presence.Join(ctx, room, u.ID, u.Name, presenceID(c))
 	if err != nil {
 		r.cfg.OnError(err)
@@ -516,6 +517,7 @@ func (r *Rooms) addPresence(ctx context.Context, c *sio.Conn, room string) {
 
 func (r *Rooms) dropPresence(ctx context.Context, c *sio.Conn, room string) {
 	u := c.User()
+	defer r.holdPresence(ctx, room, u.ID)()
 	last, err := r.cfg.Presence.Leave(ctx, room, u.ID, presenceID(c))
 	if err != nil {
 		r.cfg.OnError(err)
@@ -526,6 +528,21 @@ func (r *Rooms) dropPresence(ctx context.Context, c *sio.Conn, room string) {
 		// otherwise replay its own user-left.
 		r.emit(r.ns.To(room).Except(c.ID()), "user-left", MemberRef{RoomID: room, UserID: u.ID, Name: u.Name})
 	}
+}
+
+// holdPresence makes one connection's presence change of user in room, and
+// the user-joined or user-left it decides, happen before the next one's on
+// this node: a recovered connection's join and its dead predecessor's leave
+// run on two queues, and each one's notification must leave in the order of
+// the decisions (else the room hears "joined" then "left" for a user who is
+// back). Held only by that user's changes in that room; past ctx it goes on
+// unordered.
+func (r *Rooms) holdPresence(ctx context.Context, room, userID string) (done func()) {
+	done, err := r.holdKey(ctx, "presence\x00"+room+"\x00"+userID)
+	if err != nil {
+		return func() {}
+	}
+	return done
 }
 
 // UserGone tells room that the user's last connection left it (also used
