@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -27,8 +28,17 @@ local old = redis.call('GET', KEYS[1])
 if old then return {1, old} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local n = redis.call('PUBLISH', ARGV[3], ARGV[4])
+if n == 0 then
+  redis.call('DEL', KEYS[1])
+  return {2, 0}
+end
 return {0, n}
 `)
+
+// errNoReceivers: a PUBLISH no server heard (not even this one, which
+// delivers its own broadcasts when they come back: its subscription is down).
+// The broadcast reached nobody, so it is refused, not acknowledged.
+var errNoReceivers = errors.New("cluster: no server is subscribed (subscriptions down): broadcast delivered nowhere")
 
 // onceScriptXAdd: KEYS[1] the entry, KEYS[2] the stream; ARGV value, ttl ms,
 // maxlen, then the entry's fields and values.
@@ -60,6 +70,9 @@ func onceReply(res []any, err error) (prev []byte, id string, _ error) {
 	if n, ok := res[1].(int64); ok {
 		s = strconv.FormatInt(n, 10) // PUBLISH's receivers
 	}
+	if earlier == 2 {
+		return nil, "", errNoReceivers
+	}
 	if earlier == 1 {
 		if s == "" {
 			s = "{}" // an entry is never empty; a duplicate all the same
@@ -89,6 +102,10 @@ func (l *redisLink) PublishOnce(p sio.Packet, opts sio.BroadcastOpts, once sio.O
 	res, err := onceScriptPublish.Run(ctx, l.r.c, []string{onceKey(l.r.prefix, once.Key)},
 		once.Value, ttlMillis(once), channel, payload).Slice()
 	prev, n, err := onceReply(res, err)
+	if errors.Is(err, errNoReceivers) {
+		l.r.onError(err)
+		return nil, err
+	}
 	if err != nil {
 		l.r.healthy.Store(false)
 		l.r.onError(err)

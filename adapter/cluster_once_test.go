@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -67,4 +68,34 @@ func prefixOf(t *testing.T, l sio.Link) string {
 	}
 	t.Fatalf("link %T", l)
 	return ""
+}
+
+// A publish no server hears (every subscription down, this node's included)
+// reached nobody: it is refused, and PublishOnce leaves no entry, so that the
+// retry with the same key is delivered, not answered duplicate.
+func TestPublishHeardByNobodyIsRefused(t *testing.T) {
+	r := redistest.Start(t)
+	k := clusterKinds()[0] // pub/sub
+	nodes := startNodes(t, k, r.Addr, 1)
+	real := nodes[0].link.(*redisLink)
+	deaf := &redisLink{r: real.r, nsp: real.nsp, local: real.local, channel: "nobody-listens#"} // outside every subscription
+	p := sio.Packet{Type: 2, Nsp: "/", Data: []any{"message", "x"}}
+	opts := sio.BroadcastOpts{Rooms: []string{"R"}}
+	if deaf.Publish(p, opts) {
+		t.Fatal("a publish heard by no server was taken")
+	}
+	prev, err := deaf.PublishOnce(p, opts, sio.Once{Key: "u\x00deaf", Value: []byte(`{"id":"x"}`), TTL: time.Minute})
+	if !errors.Is(err, errNoReceivers) || prev != nil {
+		t.Fatalf("PublishOnce heard by nobody: prev %q err %v, want errNoReceivers", prev, err)
+	}
+	if n, err := testClient(t, r.Addr).Exists(tctx(t, time.Second), onceKey(prefixOf(t, nodes[0].link), "u\x00deaf")).Result(); err != nil || n != 0 {
+		t.Fatalf("the entry of a refused publish exists (%d, %v)", n, err)
+	}
+	if !deaf.r.healthy.Load() {
+		t.Fatal("a publish nobody heard marked Redis unhealthy")
+	}
+	// The real channel is heard (by this node): taken.
+	if !nodes[0].link.(*redisLink).Publish(p, opts) {
+		t.Fatal("a publish on the namespace's channel was refused")
+	}
 }

@@ -332,6 +332,10 @@ func (l *redisLink) Publish(p sio.Packet, opts sio.BroadcastOpts) bool {
 		l.r.onError(err)
 		return false
 	}
+	if n == 0 { // heard by no server, this one included: delivered nowhere
+		l.r.onError(errNoReceivers)
+		return false
+	}
 	l.r.reach.note(n)
 	return true
 }
