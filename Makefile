@@ -87,10 +87,14 @@ FUZZ_TARGETS := \
 	./internal/engine/eio:FuzzPollingPost ./internal/engine/eio:FuzzWebSocketFrames \
 	./internal/clientip:FuzzClientIP \
 	./adapter:FuzzRedisBroadcast ./adapter:FuzzRedisRequest ./adapter:FuzzRedisResponse ./adapter:FuzzStreamEntry
+# Go's fuzzing engine sometimes ends a run with a bare "context deadline exceeded" (no failing input) when the
+# time runs out while a worker is busy with a new input: that run is repeated once; a real failure writes its input.
+fuzz_once = $(GO) test $(GOFLAGS_TAGS) -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >.tmp/fuzz.log 2>&1
 test-fuzz:
 	@mkdir -p .tmp; set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test $(GOFLAGS_TAGS) -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >.tmp/fuzz.log 2>&1 || \
+		$(fuzz_once) || { grep -q 'context deadline exceeded' .tmp/fuzz.log && ! grep -q 'Failing input' .tmp/fuzz.log && \
+			echo "  (the engine's deadline flake: once more)" && $(fuzz_once); } || \
 		{ grep -v '^fuzz: elapsed' .tmp/fuzz.log | tail -40; exit 1; }; done
 
 test-node: build
