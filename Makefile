@@ -84,6 +84,7 @@ FUZZTIME ?= 4s
 FUZZ_TARGETS := \
 	./internal/engine/eioparser:FuzzDecodePacket ./internal/engine/eioparser:FuzzDecodePayload \
 	./internal/engine/sioparser:FuzzSocketIODecode ./internal/engine/sioparser:FuzzJSON \
+	./internal/engine/msgpackparser:FuzzDecode \
 	./internal/engine/eio:FuzzPollingPost ./internal/engine/eio:FuzzWebSocketFrames \
 	./internal/clientip:FuzzClientIP \
 	./adapter:FuzzRedisBroadcast ./adapter:FuzzRedisRequest ./adapter:FuzzRedisResponse ./adapter:FuzzStreamEntry

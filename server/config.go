@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/sio"
 )
 
 // Config is every setting of Switchboard. The zero value of a field means
@@ -19,6 +21,7 @@ type Config struct {
 	Addr              string        // ADDR
 	Path              string        // SOCKETIO_PATH
 	ServeClient       bool          // SERVE_CLIENT
+	Parser            string        // PARSER: default or msgpack
 	JWTSecret         string        // JWT_SECRET
 	JWTPublicKeyFile  string        // JWT_PUBLIC_KEY_FILE
 	JWTIssuer         string        // JWT_ISSUER
@@ -132,6 +135,13 @@ func settings() []setting {
 		{"ADDR", "", "listen address (empty: :3000, or 127.0.0.1:3000 in development mode)", str(func(c *Config) *string { return &c.Addr })},
 		{"SOCKETIO_PATH", "/socket.io/", "URL path of the Socket.IO endpoint", str(func(c *Config) *string { return &c.Path })},
 		{"SERVE_CLIENT", "1", "serve the socket.io-client bundle under SOCKETIO_PATH (socket.io.js, .min.js, .esm.min.js, .msgpack.min.js and their .map; ETag, 304, gzip), as Node's serveClient", boolean(func(c *Config) *bool { return &c.ServeClient })},
+		{"PARSER", "default", "packet encoding spoken to every client: default (socket.io-parser) or msgpack (socket.io-msgpack-parser 3.0.2; clients need the same parser). Nodes of one cluster may differ", func(c *Config, v string) error {
+			if _, err := sio.ParseParser(v); err != nil {
+				return err
+			}
+			c.Parser = v
+			return nil
+		}},
 		{"JWT_SECRET", "", "HMAC secret for HS256/384/512 tokens (unset with no public key: development mode)", str(func(c *Config) *string { return &c.JWTSecret })},
 		{"JWT_PUBLIC_KEY_FILE", "", "PEM public key for RS256/ES256/EdDSA tokens", str(func(c *Config) *string { return &c.JWTPublicKeyFile })},
 		{"JWT_ISSUER", "", "required iss claim (unchecked when empty)", str(func(c *Config) *string { return &c.JWTIssuer })},

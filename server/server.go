@@ -138,6 +138,10 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
 	}
 	s.clientIPs = ips
+	parser, err := sio.ParseParser(cfg.Parser)
+	if err != nil {
+		return nil, fmt.Errorf("PARSER: %w", err)
+	}
 	perIP := iplimit.New(iplimit.Config{
 		MaxSessions: max(cfg.MaxConnsPerIP, 0), Rate: max(cfg.HandshakeRatePerIP, 0), Burst: cfg.HandshakeBurstPerIP,
 	})
@@ -165,6 +169,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		CORSOrigins:    cfg.CORSOrigins,
 		Cookie:         cookie,
 		Cluster:        st.cluster,
+		Parser:         parser,
 		AllowRequest: func(*http.Request) error {
 			if s.draining.Load() {
 				return errors.New("server is draining")

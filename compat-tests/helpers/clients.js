@@ -1,8 +1,13 @@
 // socket.io-client helpers. Every socket made here is tracked and closed by closeClients() (call it in afterEach).
 import { io } from 'socket.io-client';
+import msgpackParser from 'socket.io-msgpack-parser';
 import { Switchboard } from '../../web/switchboard-client.js';
 import { token as makeToken } from './tokens.js';
 import { once, withTimeout } from './wait.js';
+
+// SB_PARSER=msgpack runs a suite with socket.io-msgpack-parser on every client (and PARSER=msgpack on every server,
+// see server.js): compat-tests/msgpack.test.js runs the core suite that way.
+export const PARSER = process.env.SB_PARSER === 'msgpack' ? msgpackParser : undefined;
 
 const sockets = new Set();
 const boards = new Set();
@@ -14,7 +19,7 @@ const boards = new Set();
  *   everything else goes to io() (forceNew: true, reconnection: false unless given).
  */
 export function client(url, { user, token, nsp = '/', ...opts } = {}) {
-  const o = { forceNew: true, reconnection: false, timeout: 5000, ...opts };
+  const o = { forceNew: true, reconnection: false, timeout: 5000, ...(PARSER ? { parser: PARSER } : {}), ...opts };
   if (!('auth' in o)) {
     const t = token ?? (user ? makeToken(user) : undefined);
     if (t !== undefined) o.auth = { token: t };
@@ -49,7 +54,8 @@ export function ack(socket, event, ...args) {
 /** A Switchboard (web/switchboard-client.js) instance, tracked for cleanup. */
 export function board(url, opts = {}) {
   const { user, ...rest } = opts;
-  const sb = new Switchboard(url, { token: rest.token ?? (user ? makeToken(user) : undefined), ...rest });
+  const io = PARSER ? { parser: PARSER, ...rest.io } : rest.io;
+  const sb = new Switchboard(url, { token: rest.token ?? (user ? makeToken(user) : undefined), ...rest, io });
   boards.add(sb);
   return sb;
 }

@@ -6,7 +6,7 @@ import { TEST_SECRET } from './tokens.js';
 import { sleep } from './wait.js';
 
 const CONFIG_PREFIXES = ['ADDR', 'JWT_', 'AUTH_', 'MAX_', 'MESSAGE_', 'DEDUPE_', 'RECOVERY_', 'RATE_', 'PING_', 'SOCKETIO_', 'LOG_', 'REDIS', 'CORS', 'DRAIN', 'SHUTDOWN', 'NODE_ID', 'DEBUG',
-  'HANDSHAKE_', 'TRUSTED_', 'SESSION_', 'HTTP_', 'METRICS_', 'PROBES_', 'WRITE_', 'ACK_', 'ADAPTER', 'STICKY', 'PPROF'];
+  'HANDSHAKE_', 'TRUSTED_', 'SESSION_', 'HTTP_', 'METRICS_', 'PROBES_', 'WRITE_', 'ACK_', 'ADAPTER', 'STICKY', 'PPROF', 'PARSER'];
 // Every test client connects from 127.0.0.1: the per-IP limits are off unless a test turns them on.
 const PER_IP_OFF = { HANDSHAKE_RATE_PER_IP: '0', MAX_CONNECTIONS_PER_IP: '0' };
 
@@ -65,7 +65,8 @@ export async function startServer({ env = {}, bin = 'switchboard', name, args = 
     if (!CONFIG_PREFIXES.some((p) => k.startsWith(p))) baseEnv[k] = v;
   }
   // DRAIN_TIMEOUT (SIGTERM spreads disconnects over it, default 10s) is shortened so that stopping is quick.
-  const fullEnv = { ...baseEnv, JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info', DRAIN_TIMEOUT: '1s', ...PER_IP_OFF, ...env, ADDR: `127.0.0.1:${port}` };
+  const parser = process.env.SB_PARSER ? { PARSER: process.env.SB_PARSER } : {}; // see clients.js
+  const fullEnv = { ...baseEnv, JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info', DRAIN_TIMEOUT: '1s', ...PER_IP_OFF, ...parser, ...env, ADDR: `127.0.0.1:${port}` };
   for (const k of Object.keys(fullEnv)) if (fullEnv[k] === null || fullEnv[k] === undefined) delete fullEnv[k];
   for (const k of Object.keys(fullEnv)) fullEnv[k] = String(fullEnv[k]);
 

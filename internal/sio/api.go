@@ -76,6 +76,9 @@ type Options struct {
 	MaxDynamicNamespaces int
 	// Cluster shares broadcasts with other nodes; nil serves one node.
 	Cluster Cluster
+	// Parser is the packet encoding every client of this server speaks
+	// (Node's parser option); default socket.io-parser's.
+	Parser Parser
 }
 
 func (o *Options) defaults() {

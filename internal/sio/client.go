@@ -3,6 +3,7 @@ package sio
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/switchboard/switchboard/internal/engine/msgpackparser"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -90,9 +91,15 @@ func (c *client) OnMessage(data []byte, binary bool) {
 		ok  bool
 		err error
 	)
-	if binary {
+	switch {
+	case c.srv.opts.Parser == ParserMsgpack && binary:
+		p, err = (&msgpackparser.Decoder{}).Decode(bytes.Clone(data)) // its attachments alias the clone
+		ok = err == nil
+	case c.srv.opts.Parser == ParserMsgpack:
+		err = errTextWithMsgpack
+	case binary:
 		p, ok, err = c.dec.AddBinary(bytes.Clone(data))
-	} else {
+	default:
 		p, ok, err = c.dec.AddText(data)
 		if ok {
 			p.Data = bytes.Clone(p.Data) // it aliases the engine's buffer
@@ -446,7 +453,7 @@ func (c *client) run() {
 // send writes one packet to the session: data is its JSON, atts its binary
 // attachments (making it a BINARY_EVENT/BINARY_ACK).
 func (c *client) send(t sioparser.PacketType, nsp string, id uint64, hasID bool, data json.RawMessage, atts [][]byte) bool {
-	return c.eng.Send(encodePacket(t, nsp, id, hasID, data, atts)...)
+	return c.eng.Send(c.srv.encode(t, nsp, id, hasID, data, atts)...)
 }
 
 // encodePacket builds the engine messages of one Socket.IO packet.

@@ -230,13 +230,13 @@ func (n *Namespace) deliver(data json.RawMessage, atts [][]byte, opts BroadcastO
 	var msgs []*eio.Message
 	switch {
 	case recoverable && offset != "":
-		msgs = encodePacket(sioparser.Event, n.name, 0, false, appendOffset(data, offset), atts)
+		msgs = n.srv.encode(sioparser.Event, n.name, 0, false, appendOffset(data, offset), atts)
 	case recoverable && n.store != nil:
 		msgs = n.store.add(opts, func(offset string) []*eio.Message {
-			return encodePacket(sioparser.Event, n.name, 0, false, appendOffset(data, offset), atts)
+			return n.srv.encode(sioparser.Event, n.name, 0, false, appendOffset(data, offset), atts)
 		})
 	default:
-		msgs = encodePacket(sioparser.Event, n.name, 0, false, data, atts)
+		msgs = n.srv.encode(sioparser.Event, n.name, 0, false, data, atts)
 	}
 	n.each(opts, func(c *Conn) { c.cl.eng.Send(msgs...) })
 }
@@ -471,7 +471,7 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 		replay = make([][]*eio.Message, 0, len(sess.Missed))
 		for _, d := range sess.Missed {
 			if data, atts, err := sioparser.MarshalData(d); err == nil {
-				replay = append(replay, encodePacket(sioparser.Event, n.name, 0, false, data, atts))
+				replay = append(replay, n.srv.encode(sioparser.Event, n.name, 0, false, data, atts))
 			}
 		}
 		sess.Missed = nil // encoded: the decoded values go now
@@ -495,7 +495,7 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 		}
 		for _, d := range more { // bounded by the adapter's restore buffer
 			if data, atts, err := sioparser.MarshalData(d); err == nil {
-				replay = append(replay, encodePacket(sioparser.Event, n.name, 0, false, data, atts))
+				replay = append(replay, n.srv.encode(sioparser.Event, n.name, 0, false, data, atts))
 			}
 		}
 	}
