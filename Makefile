@@ -8,8 +8,9 @@ ADDR    ?=
 GOTAGS  ?=
 GOFLAGS_TAGS := $(if $(GOTAGS),-tags '$(GOTAGS)')
 # Debian packages the tests need (redis/haproxy/nginx for the cluster tests, chromium for the page,
-# prometheus for promtool in test-rules).
-APT_PKGS := redis-server haproxy nginx chromium prometheus
+# prometheus for promtool in test-rules, python3-socketio and what its client needs for polling and WebSocket,
+# for compat-tests/python.test.js under Debian's /usr/bin/python3).
+APT_PKGS := redis-server haproxy nginx chromium prometheus python3-socketio python3-engineio python3-websocket python3-requests
 
 .PHONY: all build run cluster bench test vendor-client deps deps-apt deps-node deps-go test-go test-fuzz test-node test-cluster test-browser test-rules vet clean
 
@@ -51,6 +52,9 @@ deps-apt:
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	for m in socketio:python3-socketio engineio:python3-engineio websocket:python3-websocket requests:python3-requests; do \
+		/usr/bin/python3 -c "import $${m%%:*}" >/dev/null 2>&1 || missing="$$missing $${m#*:}"; \
+	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing:$$missing"; \
