@@ -73,6 +73,12 @@ type Config struct {
 	MetricsAddr          string        // METRICS_ADDR
 	ProbesOnMetricsAddr  bool          // PROBES_ON_METRICS_ADDR
 
+	// Compression (Node's httpCompression and perMessageDeflate).
+	HTTPCompression            bool // HTTP_COMPRESSION
+	HTTPCompressionThreshold   int  // HTTP_COMPRESSION_THRESHOLD
+	PerMessageDeflate          bool // PER_MESSAGE_DEFLATE
+	PerMessageDeflateThreshold int  // PER_MESSAGE_DEFLATE_THRESHOLD
+
 	// Authenticate, set by a program that embeds Switchboard (there is no
 	// environment variable), replaces JWT authentication for every
 	// namespace: it runs as the first connect middleware, as Node's
@@ -110,6 +116,16 @@ func settings() []setting {
 	num64 := func(p func(*Config) *int64) func(*Config, string) error {
 		return func(c *Config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
+			*p(c) = n
+			return err
+		}
+	}
+	nonNeg := func(p func(*Config) *int) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err == nil && n < 0 {
+				err = errors.New("must not be negative")
+			}
 			*p(c) = n
 			return err
 		}
@@ -160,6 +176,10 @@ func settings() []setting {
 		{"MAX_ROOMS_PER_SOCKET", "50", "rooms one socket may join (too_many_rooms beyond)", num(func(c *Config) *int { return &c.MaxRoomsPerSocket })},
 		{"PING_INTERVAL", "25s", "Engine.IO heartbeat interval", dur(func(c *Config) *time.Duration { return &c.PingInterval })},
 		{"PING_TIMEOUT", "20s", "Engine.IO heartbeat timeout", dur(func(c *Config) *time.Duration { return &c.PingTimeout })},
+		{"HTTP_COMPRESSION", "1", "compress long-polling responses with gzip or deflate when the client accepts it (Node's httpCompression)", boolean(func(c *Config) *bool { return &c.HTTPCompression })},
+		{"HTTP_COMPRESSION_THRESHOLD", "1024", "polling responses smaller than this many bytes are sent uncompressed", nonNeg(func(c *Config) *int { return &c.HTTPCompressionThreshold })},
+		{"PER_MESSAGE_DEFLATE", "0", "accept permessage-deflate on WebSocket (Node's perMessageDeflate), without context takeover: costs CPU, not memory per connection; a broadcast is compressed once", boolean(func(c *Config) *bool { return &c.PerMessageDeflate })},
+		{"PER_MESSAGE_DEFLATE_THRESHOLD", "1024", "WebSocket messages smaller than this many bytes are sent uncompressed; a compressed incoming one may inflate to MAX_PAYLOAD, no more (closed with 1009 beyond)", nonNeg(func(c *Config) *int { return &c.PerMessageDeflateThreshold })},
 		{"CORS_ORIGINS", "", "comma-separated browser origins allowed cross-origin (empty: same origin only)", func(c *Config, v string) error {
 			c.CORSOrigins = splitList(v)
 			return nil

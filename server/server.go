@@ -170,6 +170,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		Cookie:         cookie,
 		Cluster:        st.cluster,
 		Parser:         parser,
+		Compression:    compression(cfg),
 		AllowRequest: func(*http.Request) error {
 			if s.draining.Load() {
 				return errors.New("server is draining")
@@ -207,6 +208,16 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		go run(bg, s)
 	}
 	return s, nil
+}
+
+// compression is the engine's Compression for cfg.
+func compression(cfg Config) sio.Compression {
+	return sio.Compression{
+		HTTP:                       cfg.HTTPCompression,
+		HTTPThreshold:              cfg.HTTPCompressionThreshold,
+		PerMessageDeflate:          cfg.PerMessageDeflate,
+		PerMessageDeflateThreshold: cfg.PerMessageDeflateThreshold,
+	}
 }
 
 // registerRooms puts the contract's chat (join-room, message, presence...) on "/".

@@ -26,7 +26,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/switchboard/switchboard/internal/engine/eio"
 )
+
+// Compression is the engine's: polling responses (HTTP) and
+// permessage-deflate; its zero value compresses nothing.
+type Compression = eio.Compression
 
 // Options configures the engine. The zero value of each field means its default.
 type Options struct {
@@ -79,6 +85,9 @@ type Options struct {
 	// Parser is the packet encoding every client of this server speaks
 	// (Node's parser option); default socket.io-parser's.
 	Parser Parser
+	// Compression of polling responses and permessage-deflate, passed to
+	// the engine as it is; none by default.
+	Compression Compression
 }
 
 func (o *Options) defaults() {

@@ -76,6 +76,7 @@ func NewServer(opts Options) *Server {
 		OnLimit:       s.obs.Limit,
 		OnConnection:  s.onConnection,
 		Logger:        opts.Logger,
+		Compression:   opts.Compression,
 	})
 	s.Of("/")
 	return s

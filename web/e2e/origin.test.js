@@ -8,6 +8,8 @@
 //   - from B (not allowed): neither connects (the WebSocket handshake is refused with 403, the polling handshake
 //     is refused with 403 and without CORS headers), and switchboard_handshake_refusals_total{reason="origin"} grows;
 //   - with CORS_ORIGINS empty, a page served by Switchboard itself (same origin) connects, and page A does not.
+//   - with PER_MESSAGE_DEFLATE=1 Chromium's permessage-deflate offer is accepted (no context takeover) and a large
+//     message goes both ways; without it, the offer is declined.
 //
 //   SWITCHBOARD_BIN=.tmp/bin/switchboard node --test --test-timeout=120000 web/e2e/origin.test.js
 //   CHROMIUM=/path/to/chromium ...        # default /usr/bin/chromium
@@ -294,6 +296,45 @@ describe('production mode with CORS_ORIGINS empty: same origin only', () => {
       assert.equal(await originRefusals(sb), before + 2);
     } finally {
       await page.context().close();
+    }
+  });
+});
+
+describe('PER_MESSAGE_DEFLATE=1: Chromium negotiates permessage-deflate', () => {
+  let sb;
+  let plain;
+  before(async () => {
+    sb = await switchboard({ CORS_ORIGINS: '', PER_MESSAGE_DEFLATE: '1', MESSAGE_MAX_BYTES: '20000' });
+    plain = await switchboard({ CORS_ORIGINS: '' });
+  }, { timeout: 60_000 });
+
+  test('the extension is accepted without context takeover and a large message goes both ways', async () => {
+    const page = await openPage(`${sb.url}/healthz`, { inject: clientModule('/socket.io/socket.io.esm.min.js') });
+    try {
+      const room = 'deflate-room';
+      const st = await runCase(page, 'websocket', { url: sb.url, token: token('zed'), transports: ['websocket'], room });
+      assertConnected(st, 'deflate', room);
+      const ext = await page.evaluate(() => window.sockets[0].io.engine.transport.ws.extensions);
+      assert.match(ext, /^permessage-deflate;\s*server_no_context_takeover;\s*client_no_context_takeover$/);
+      // Chromium compresses what it sends; the echo (12 KB, above the threshold) comes back compressed.
+      const text = 'the quick brown fox jumps over the lazy dog. '.repeat(270);
+      const echo = await page.evaluate(([r, t]) => new Promise((resolve, reject) => {
+        const s = window.sockets[0];
+        s.once('message', (m) => resolve(m.text));
+        s.timeout(5000).emitWithAck('message', { roomId: r, text: t }).then((a) => { if (!a.ok) reject(new Error(JSON.stringify(a))); }, reject);
+      }), [room, text]);
+      assert.equal(echo, text);
+      assert.deepEqual(page.errors, []);
+    } finally {
+      await page.context().close();
+    }
+    const page2 = await openPage(`${plain.url}/healthz`, { inject: clientModule('/socket.io/socket.io.esm.min.js') });
+    try {
+      const st = await runCase(page2, 'websocket', { url: plain.url, token: token('zed'), transports: ['websocket'], room: 'plain-room' });
+      assertConnected(st, 'no deflate', 'plain-room');
+      assert.equal(await page2.evaluate(() => window.sockets[0].io.engine.transport.ws.extensions), '', 'declined by default');
+    } finally {
+      await page2.context().close();
     }
   });
 });

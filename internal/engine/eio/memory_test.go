@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 )
 
 type memSample struct {
@@ -51,7 +53,13 @@ func perConn(a, b uint64, n int) float64 { return (float64(b) - float64(a)) / fl
 // TestIdleWebSocketMemory opens 2000 idle WebSocket sessions in-process and logs what each costs.
 // The numbers include the client's end of each TCP connection; the baseline (plain TCP pairs,
 // no Engine.IO) tells what the two sockets cost by themselves.
-func TestIdleWebSocketMemory(t *testing.T) {
+func TestIdleWebSocketMemory(t *testing.T) { idleWebSocketMemory(t, false) }
+
+// TestIdleWebSocketMemoryDeflate is the same with permessage-deflate negotiated (and the message
+// of the second part sent compressed): without context takeover it should cost nothing more.
+func TestIdleWebSocketMemoryDeflate(t *testing.T) { idleWebSocketMemory(t, true) }
+
+func idleWebSocketMemory(t *testing.T, deflate bool) {
 	if testing.Short() {
 		t.Skip("opens 2000 connections")
 	}
@@ -95,7 +103,12 @@ func TestIdleWebSocketMemory(t *testing.T) {
 			s.SetHandler(deepHandler{s})
 			opened.Add(1)
 		}
+		o.Compression.PerMessageDeflate = deflate
 	})
+	var dialer ws.Dialer
+	if deflate {
+		dialer.Extensions = []httphead.Option{wsflate.DefaultParameters.Option()}
+	}
 	var clients []net.Conn
 	t.Cleanup(func() { // before the server's cleanup
 		for _, c := range clients {
@@ -105,9 +118,12 @@ func TestIdleWebSocketMemory(t *testing.T) {
 	u := "ws" + strings.TrimPrefix(e.url("EIO=4&transport=websocket"), "http")
 	m0 := sampleMem()
 	for range n {
-		conn, br, _, err := ws.Dial(context.Background(), u)
+		conn, br, hs, err := dialer.Dial(context.Background(), u)
 		if err != nil {
 			t.Fatalf("dial: %v", err)
+		}
+		if deflate && len(hs.Extensions) != 1 {
+			t.Fatalf("permessage-deflate not negotiated")
 		}
 		var r io.Reader = conn
 		if br != nil {
@@ -138,7 +154,7 @@ func TestIdleWebSocketMemory(t *testing.T) {
 
 	heap := perConn(m0.heap, m1.heap, n)
 	stack := perConn(m0.stack, m1.stack, n)
-	t.Logf("race detector: %v (inflates stacks and RSS)", raceEnabled)
+	t.Logf("race detector: %v (inflates stacks and RSS); permessage-deflate: %v", raceEnabled, deflate)
 	t.Logf("per idle WebSocket session, both ends: heap %.0f B + stacks %.0f B = %.0f B; RSS %.0f B; goroutines %.2f",
 		heap, stack, heap+stack, perConn(m0.rss, m1.rss, n), float64(m1.goroutines-m0.goroutines)/n)
 	t.Logf("baseline TCP pair (client+server sockets): heap %.0f B, so the server side is about %.0f B "+
@@ -147,8 +163,14 @@ func TestIdleWebSocketMemory(t *testing.T) {
 	// Each connection then handles a message with a handler that needs a deep stack, as the
 	// Socket.IO layer does: the reader's stack grows, and GC shrinks it back to 4 KB only (it
 	// halves a stack only while less than a quarter of it is in use).
+	hi := ws.NewTextFrame([]byte("4hi"))
+	if deflate {
+		if hi, err = wsflate.CompressFrame(hi); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, c := range clients {
-		if err := ws.WriteFrame(c, ws.MaskFrame(ws.NewTextFrame([]byte("4hi")))); err != nil {
+		if err := ws.WriteFrame(c, ws.MaskFrame(hi)); err != nil {
 			t.Fatal(err)
 		}
 	}

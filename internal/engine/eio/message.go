@@ -22,6 +22,11 @@ type Message struct {
 	// The "b"+base64 encoding of a binary message (polling, b64 clients), built on first use.
 	b64Once sync.Once
 	b64     []byte
+
+	// The permessage-deflate frame, built once by the first connection that sends it compressed
+	// (so a broadcast is compressed once); nil when compressing does not make it smaller.
+	zOnce  sync.Once
+	zframe []byte
 }
 
 // TextMessage returns a message packet carrying text (without the '4' type digit). The caller must
@@ -75,6 +80,18 @@ func (m *Message) polling() []byte {
 		m.b64 = base64.StdEncoding.AppendEncode(b, raw)
 	})
 	return m.b64
+}
+
+// deflated returns the compressed frame of the message, nil when it does not compress.
+func (m *Message) deflated() []byte {
+	m.zOnce.Do(func() {
+		op := ws.OpText
+		if m.binary {
+			op = ws.OpBinary
+		}
+		m.zframe = deflateFrame(op, m.frame[m.hdr:])
+	})
+	return m.zframe
 }
 
 // size is what the message counts against MaxBuffered.

@@ -1,6 +1,7 @@
 package eio
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"os"
@@ -110,7 +111,7 @@ func (s *Socket) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	p.getActive = false
 	s.unlock() // a graceful close may have completed in pollLocked
-	err := s.writePoll(w, out)
+	err := s.writePoll(w, r, out)
 	s.mu.Lock()
 	if taken {
 		s.doneLocked(out)
@@ -147,14 +148,14 @@ func (s *Socket) serveGet(w http.ResponseWriter, r *http.Request) {
 
 // writePoll writes a poll's answer within WriteTimeout, so that a client that
 // does not read it holds its data (and the request) that long at most.
-func (s *Socket) writePoll(w http.ResponseWriter, out []*Message) error {
+func (s *Socket) writePoll(w http.ResponseWriter, r *http.Request, out []*Message) error {
 	rc := http.NewResponseController(w)
 	if rc.SetWriteDeadline(time.Now().Add(s.srv.o.WriteTimeout)) != nil {
 		// A writer without deadlines: net/http's own timeouts apply. What it
 		// reports failing is reported (serveGet must not lose it silently).
-		return writePayload(w, out)
+		return s.srv.writePayload(w, r, out)
 	}
-	err := writePayload(w, out)
+	err := s.srv.writePayload(w, r, out)
 	if err == nil {
 		err = rc.Flush() // written under the deadline, not after the handler returns
 	}
@@ -189,7 +190,32 @@ func (s *Socket) pollLocked(p *polling, released bool) (out []*Message, taken, o
 
 var separator = []byte{eioparser.Separator}
 
-// writePayload writes msgs as one long-polling payload; it returns the first write error.
+// writePayload writes msgs as one long-polling payload, compressed as Node's polling transport
+// does (Compression.HTTP); it returns the first write error.
+func (srv *Server) writePayload(w http.ResponseWriter, r *http.Request, msgs []*Message) error {
+	n := len(msgs) - 1
+	for _, m := range msgs {
+		n += len(m.polling())
+	}
+	if c := &srv.o.Compression; c.HTTP && n >= c.HTTPThreshold {
+		if enc := acceptEncoding(r.Header.Values("Accept-Encoding")); enc != encIdentity {
+			buf := scratchBufs.Get().(*bytes.Buffer)
+			defer putScratch(buf)
+			compressPayload(buf, enc, msgs)
+			h := w.Header()
+			h.Set("Content-Type", "text/plain; charset=UTF-8")
+			h.Set("Content-Encoding", encodingNames[enc])
+			h.Set("Content-Length", strconv.Itoa(buf.Len()))
+			h.Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			_, err := w.Write(buf.Bytes())
+			return err
+		}
+	}
+	return writePayload(w, msgs)
+}
+
+// writePayload writes msgs as one uncompressed long-polling payload.
 func writePayload(w http.ResponseWriter, msgs []*Message) error {
 	n := len(msgs) - 1
 	for _, m := range msgs {

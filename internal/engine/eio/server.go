@@ -62,6 +62,8 @@ type Options struct {
 	AnyOrigin bool
 	// OnLimit, when set, is told each time a client hits a named limit.
 	OnLimit func(name string)
+	// Compression: polling responses and permessage-deflate; none by default (see Compression).
+	Compression Compression
 	// OnConnection is called once per new session, before any message is delivered. Required.
 	OnConnection func(s *Socket)
 	Logger       zerolog.Logger
@@ -89,6 +91,7 @@ func (o *Options) defaults() {
 	if o.OnConnection == nil {
 		panic("eio: Options.OnConnection is required")
 	}
+	o.Compression.defaults()
 }
 
 // Server is an Engine.IO server. Mount it (ServeHTTP) at the endpoint's path.
@@ -375,12 +378,12 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		srv.handshakeWebSocket(s, w, r)
 		return
 	}
-	srv.handshakePolling(s, w)
+	srv.handshakePolling(s, w, r)
 }
 
 // handshakePolling opens a long-polling session: the response is the open packet alone (messages
 // sent from OnConnection wait for the next poll, as in Node).
-func (srv *Server) handshakePolling(s *Socket, w http.ResponseWriter) {
+func (srv *Server) handshakePolling(s *Socket, w http.ResponseWriter, r *http.Request) {
 	s.poll = &polling{}
 	if !srv.register(s) {
 		writeError(w, errBadRequest)
@@ -392,7 +395,7 @@ func (srv *Server) handshakePolling(s *Socket, w http.ResponseWriter) {
 	if srv.cookie != "" {
 		h.Add("Set-Cookie", srv.cookie)
 	}
-	writePayload(w, []*Message{open})
+	_ = srv.writePayload(w, r, []*Message{open})
 }
 
 func (s *Socket) openPacket(tail string) *Message {

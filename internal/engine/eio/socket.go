@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/engine/eioparser"
@@ -109,6 +110,8 @@ type Socket struct {
 	refreshed        bool // the pong timeout was already extended once by another packet
 	corked           int  // Cork depth: queued messages wait for Uncork (so that replies coalesce)
 	clientClosedPoll bool // the client closed the session over polling with no poll pending
+
+	zws atomic.Bool // the transport is a WebSocket that negotiated permessage-deflate
 }
 
 func newSocket(srv *Server, id string, hs *Handshake) *Socket {
@@ -176,6 +179,14 @@ func (s *Socket) Transport() string {
 // session is closing or closed, or when the queue would exceed MaxBuffered (the session is then
 // closed with "transport error"). It never blocks on the network.
 func (s *Socket) Send(msgs ...*Message) bool {
+	if s.zws.Load() {
+		// Compressed here, by the sender, rather than by the one flusher all connections share.
+		for _, m := range msgs {
+			if s.compresses(m) {
+				m.deflated()
+			}
+		}
+	}
 	s.mu.Lock()
 	if s.state != stateOpen {
 		s.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 
 	"github.com/switchboard/switchboard/internal/engine/eioparser"
 )
@@ -43,6 +44,8 @@ var (
 	errProtocol = &protocolError{ws.StatusProtocolError}
 	errTooBig   = &protocolError{ws.StatusMessageTooBig}
 	errBadUTF8  = &protocolError{ws.StatusInvalidFramePayloadData}
+	// A compressed message that does not inflate: 1007, as Node's ws.
+	errBadDeflate = &protocolError{ws.StatusInvalidFramePayloadData}
 )
 
 func (e *protocolError) frame() []byte {
@@ -80,6 +83,10 @@ type wsConn struct {
 	frag     []byte // fragmented message being assembled
 	fragOp   ws.OpCode
 	fragging bool
+	zmsg     bool    // the message being read is compressed (RSV1 on its first frame)
+	zbuf     *[]byte // its inflated bytes (from inflateBufs) until it is handled
+
+	deflate bool // permessage-deflate was negotiated; set before the connection is used
 }
 
 // attach takes over a hijacked connection. Bytes net/http already buffered are moved into our
@@ -99,13 +106,29 @@ func (c *wsConn) attach(conn net.Conn, rw *bufio.ReadWriter) {
 	c.conn = conn
 }
 
+// upgradeWS answers the WebSocket handshake, accepting permessage-deflate when enabled and
+// offered; deflate tells whether it was.
+func (srv *Server) upgradeWS(w http.ResponseWriter, r *http.Request, header http.Header) (conn net.Conn, rw *bufio.ReadWriter, deflate bool, err error) {
+	up := ws.HTTPUpgrader{Header: header}
+	var ext *wsflate.Extension
+	if srv.o.Compression.PerMessageDeflate {
+		ext = &wsflate.Extension{Parameters: deflateParams}
+		up.Negotiate = ext.Negotiate
+	}
+	conn, rw, _, err = up.Upgrade(r, w)
+	if ext != nil {
+		_, deflate = ext.Accepted()
+	}
+	return conn, rw, deflate, err
+}
+
 // handshakeWebSocket opens a WebSocket-only session.
 func (srv *Server) handshakeWebSocket(s *Socket, w http.ResponseWriter, r *http.Request) {
-	up := ws.HTTPUpgrader{}
+	var header http.Header
 	if srv.cookie != "" {
-		up.Header = http.Header{"Set-Cookie": {srv.cookie}}
+		header = http.Header{"Set-Cookie": {srv.cookie}}
 	}
-	conn, rw, _, err := up.Upgrade(r, w)
+	conn, rw, deflate, err := srv.upgradeWS(w, r, header)
 	if err != nil { // gobwas has answered the client
 		s.releaseAdmission()
 		if conn != nil {
@@ -113,9 +136,10 @@ func (srv *Server) handshakeWebSocket(s *Socket, w http.ResponseWriter, r *http.
 		}
 		return
 	}
-	c := &wsConn{s: s, active: true}
+	c := &wsConn{s: s, active: true, deflate: deflate}
 	c.attach(conn, rw)
 	s.ws = c
+	s.zws.Store(deflate)
 	if !srv.register(s) {
 		_ = conn.Close()
 		return
@@ -154,7 +178,7 @@ func (srv *Server) upgrade(s *Socket, w http.ResponseWriter, r *http.Request) {
 	s.probe = c // reserved: a concurrent upgrade is refused
 	s.mu.Unlock()
 
-	conn, rw, _, err := ws.HTTPUpgrader{}.Upgrade(r, w)
+	conn, rw, deflate, err := srv.upgradeWS(w, r, nil)
 	s.mu.Lock()
 	if err != nil || s.probe != c { // failed, or aborted (session closed) meanwhile
 		if s.probe == c {
@@ -166,6 +190,7 @@ func (srv *Server) upgrade(s *Socket, w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	c.deflate = deflate
 	c.attach(conn, rw)
 	s.upTmr = time.AfterFunc(srv.o.UpgradeTimeout, func() {
 		s.mu.Lock()
@@ -218,6 +243,7 @@ func (s *Socket) onProbePacket(c *wsConn, p eioparser.Packet, err error) {
 			old.wakeLocked() // a pending poll answers a noop
 		}
 		s.ws = c
+		s.zws.Store(c.deflate)
 		c.active = true // we are c's reader goroutine
 		c.kickLocked()  // queued messages now go here (and a pending graceful close completes)
 	default:
@@ -415,8 +441,19 @@ func (c *wsConn) writeFailed(err error) {
 	}
 }
 
+// compresses tells whether m goes compressed on a connection that negotiated
+// permessage-deflate (binary as base64 text to a b64 client never does).
+func (s *Socket) compresses(m *Message) bool {
+	return m.size()-int(m.hdr) >= s.srv.o.Compression.PerMessageDeflateThreshold && (!m.binary || !s.b64)
+}
+
 // appendFrame appends the frame(s) of m; binary is sent as base64 text to b64 clients.
 func (c *wsConn) appendFrame(bufs net.Buffers, m *Message) net.Buffers {
+	if c.deflate && c.s.compresses(m) {
+		if z := m.deflated(); z != nil {
+			return append(bufs, z)
+		}
+	}
 	if !m.binary || !c.s.b64 {
 		return append(bufs, m.frame)
 	}
@@ -498,6 +535,13 @@ func (c *wsConn) readFailed(err error) {
 
 // release drops the buffers a large message needed, so an idle connection stays small.
 func (c *wsConn) release() {
+	if c.zbuf != nil {
+		if cap(*c.zbuf) <= maxPooledBuf {
+			*c.zbuf = (*c.zbuf)[:0]
+			inflateBufs.Put(c.zbuf)
+		}
+		c.zbuf = nil
+	}
 	if cap(c.frag) > maxKeepBuf {
 		c.frag = nil
 	} else {
@@ -527,6 +571,16 @@ func (c *wsConn) next() (ws.OpCode, []byte, error) {
 		if c.fragging {
 			state |= ws.StateFragmented
 		}
+		if c.deflate {
+			// RSV1 marks a compressed message on its first frame only (RFC 7692 6).
+			var z bool
+			if h, z, err = wsflate.UnsetBit(h); err != nil {
+				return 0, nil, errProtocol
+			}
+			if h.OpCode == ws.OpText || h.OpCode == ws.OpBinary {
+				c.zmsg = z
+			}
+		}
 		if ws.CheckHeader(h, state) != nil {
 			return 0, nil, errProtocol
 		}
@@ -552,16 +606,29 @@ func (c *wsConn) next() (ws.OpCode, []byte, error) {
 		}
 		if h.OpCode != ws.OpContinuation {
 			if h.Fin {
-				return h.OpCode, p, nil
+				return c.message(h.OpCode, p)
 			}
 			c.fragging, c.fragOp = true, h.OpCode
 		}
 		c.frag = append(c.frag, p...)
 		if h.Fin {
 			c.fragging = false
-			return c.fragOp, c.frag, nil
+			return c.message(c.fragOp, c.frag)
 		}
 	}
+}
+
+// message returns a complete message, inflated when it is compressed: MaxPayload bounds what
+// it inflates to as it bounds what is read (a decompression bomb is errTooBig, 1009).
+func (c *wsConn) message(op ws.OpCode, p []byte) (ws.OpCode, []byte, error) {
+	if !c.zmsg {
+		return op, p, nil
+	}
+	if c.zbuf == nil {
+		c.zbuf = inflateBufs.Get().(*[]byte)
+	}
+	data, err := inflate(c.zbuf, p, c.s.srv.o.MaxPayload)
+	return op, data, err
 }
 
 // payload reads and unmasks the payload of a frame whose header was just read.
