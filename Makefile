@@ -86,7 +86,7 @@ test-go:
 # FUZZTIME=5m for a longer look.
 FUZZTIME ?= 4s
 FUZZ_TARGETS := \
-	./internal/engine/eioparser:FuzzDecodePacket ./internal/engine/eioparser:FuzzDecodePayload \
+	./internal/engine/eioparser:FuzzDecodePacket ./internal/engine/eioparser:FuzzDecodePayload ./internal/engine/eioparser:FuzzDecodePayloadV3 \
 	./internal/engine/sioparser:FuzzSocketIODecode ./internal/engine/sioparser:FuzzJSON \
 	./internal/engine/msgpackparser:FuzzDecode \
 	./internal/engine/eio:FuzzPollingPost ./internal/engine/eio:FuzzWebSocketFrames \

@@ -22,6 +22,7 @@ type Config struct {
 	Path              string        // SOCKETIO_PATH
 	ServeClient       bool          // SERVE_CLIENT
 	Parser            string        // PARSER: default or msgpack
+	AllowEIO3         bool          // ALLOW_EIO3
 	JWTSecret         string        // JWT_SECRET
 	JWTPublicKeyFile  string        // JWT_PUBLIC_KEY_FILE
 	JWTIssuer         string        // JWT_ISSUER
@@ -158,6 +159,7 @@ func settings() []setting {
 			c.Parser = v
 			return nil
 		}},
+		{"ALLOW_EIO3", "0", "also accept socket.io-client 2.x (Engine.IO 3, Socket.IO protocol 4), as Node's allowEIO3: connected to / at once, the token from the ?token= query (set AUTH_QUERY_TOKEN=1) or, for other namespaces, their query; no connection state recovery", boolean(func(c *Config) *bool { return &c.AllowEIO3 })},
 		{"JWT_SECRET", "", "HMAC secret for HS256/384/512 tokens (unset with no public key: development mode)", str(func(c *Config) *string { return &c.JWTSecret })},
 		{"JWT_PUBLIC_KEY_FILE", "", "PEM public key for RS256/ES256/EdDSA tokens", str(func(c *Config) *string { return &c.JWTPublicKeyFile })},
 		{"JWT_ISSUER", "", "required iss claim (unchecked when empty)", str(func(c *Config) *string { return &c.JWTIssuer })},

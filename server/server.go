@@ -171,6 +171,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		Cluster:        st.cluster,
 		Parser:         parser,
 		Compression:    compression(cfg),
+		AllowEIO3:      cfg.AllowEIO3,
 		AllowRequest: func(*http.Request) error {
 			if s.draining.Load() {
 				return errors.New("server is draining")

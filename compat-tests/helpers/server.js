@@ -6,7 +6,7 @@ import { TEST_SECRET } from './tokens.js';
 import { sleep } from './wait.js';
 
 const CONFIG_PREFIXES = ['ADDR', 'JWT_', 'AUTH_', 'MAX_', 'MESSAGE_', 'DEDUPE_', 'RECOVERY_', 'RATE_', 'PING_', 'SOCKETIO_', 'LOG_', 'REDIS', 'CORS', 'DRAIN', 'SHUTDOWN', 'NODE_ID', 'DEBUG',
-  'HANDSHAKE_', 'TRUSTED_', 'SESSION_', 'HTTP_', 'METRICS_', 'PROBES_', 'WRITE_', 'ACK_', 'ADAPTER', 'STICKY', 'PPROF', 'PARSER'];
+  'HANDSHAKE_', 'TRUSTED_', 'SESSION_', 'HTTP_', 'METRICS_', 'PROBES_', 'WRITE_', 'ACK_', 'ADAPTER', 'STICKY', 'PPROF', 'PARSER', 'ALLOW_', 'PER_MESSAGE', 'SERVE_'];
 // Every test client connects from 127.0.0.1: the per-IP limits are off unless a test turns them on.
 const PER_IP_OFF = { HANDSHAKE_RATE_PER_IP: '0', MAX_CONNECTIONS_PER_IP: '0' };
 

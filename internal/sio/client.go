@@ -49,6 +49,7 @@ type client struct {
 	srv          *Server
 	eng          *eio.Socket
 	dec          sioparser.Decoder // used by OnMessage only (the engine serializes it)
+	v3           bool              // socket.io-client 2.x: Socket.IO protocol 4 over Engine.IO 3 (eio3.go)
 	asm          int               // input bytes of the binary packet dec is assembling (OnMessage only)
 	connectTimer *time.Timer
 
@@ -120,6 +121,12 @@ func (c *client) OnMessage(data []byte, binary bool) {
 	nsp := p.Nsp
 	if nsp == "" {
 		nsp = "/"
+	}
+	if c.v3 {
+		var auth json.RawMessage
+		if nsp, auth = splitNspV3(nsp); p.Type == sioparser.Connect {
+			p.Data = auth
+		}
 	}
 	switch p.Type {
 	case sioparser.Connect:

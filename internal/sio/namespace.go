@@ -454,6 +454,9 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 		settle()
 		n.srv.obs.Handshake(n.name, e.Code)
 		body, _ := json.Marshal(map[string]any{"message": e.Message, "data": map[string]any{"code": e.Code}})
+		if cl.v3 {
+			body = connectErrorV3(e)
+		}
 		cl.send(sioparser.ConnectError, n.name, 0, false, body, nil)
 		return
 	}
@@ -502,6 +505,8 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	c := &Conn{n: n, cl: cl, user: *h.User, auth: h.Auth, release: h.release, rooms: map[string]struct{}{}, hooksDone: make(chan struct{})}
 	if sess != nil {
 		c.id, c.pid, c.recovered = sess.Sid, pid, true
+	} else if cl.v3 { // no recovery: a protocol 4 CONNECT carries no pid
+		c.id = socketIDV3(n.name, cl.eng.ID())
 	} else {
 		c.id = newID()
 		if n.srv.opts.RecoveryWindow > 0 {
@@ -516,7 +521,10 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	}
 
 	connectData := []byte(`{"sid":` + quote(c.id) + `}`)
-	if c.pid != "" {
+	switch {
+	case cl.v3:
+		connectData = nil
+	case c.pid != "":
 		connectData = []byte(`{"sid":` + quote(c.id) + `,"pid":` + quote(c.pid) + `}`)
 	}
 	n.seq++

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchboard/switchboard/internal/engine/eio"
+	"github.com/switchboard/switchboard/internal/engine/eioparser"
 )
 
 // Server owns the engine and the namespaces registered on it.
@@ -76,6 +77,7 @@ func NewServer(opts Options) *Server {
 		OnLimit:       s.obs.Limit,
 		OnConnection:  s.onConnection,
 		Logger:        opts.Logger,
+		AllowEIO3:     opts.AllowEIO3,
 		Compression:   opts.Compression,
 	})
 	s.Of("/")
@@ -253,9 +255,12 @@ func (s *Server) lookup(name string) *Namespace {
 }
 
 func (s *Server) onConnection(es *eio.Socket) {
-	c := &client{srv: s, eng: es}
+	c := &client{srv: s, eng: es, v3: es.Protocol() == eioparser.Protocol3}
 	s.pending.Add(1)
 	es.SetHandler(c)
+	if c.v3 { // protocol 4: connected to "/" without asking, as Node does
+		c.push(func() { c.connect("/", nil) })
+	}
 	// A client that joins no namespace in time is closed (as Node does).
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -27,6 +27,10 @@ type Message struct {
 	// (so a broadcast is compressed once); nil when compressing does not make it smaller.
 	zOnce  sync.Once
 	zframe []byte
+
+	// The protocol 3 frame of a binary message (eio3.go), built on first use.
+	v3Once  sync.Once
+	v3frame []byte
 }
 
 // TextMessage returns a message packet carrying text (without the '4' type digit). The caller must

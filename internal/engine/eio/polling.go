@@ -153,9 +153,9 @@ func (s *Socket) writePoll(w http.ResponseWriter, r *http.Request, out []*Messag
 	if rc.SetWriteDeadline(time.Now().Add(s.srv.o.WriteTimeout)) != nil {
 		// A writer without deadlines: net/http's own timeouts apply. What it
 		// reports failing is reported (serveGet must not lose it silently).
-		return s.srv.writePayload(w, r, out)
+		return s.writePayload(w, r, out)
 	}
-	err := s.srv.writePayload(w, r, out)
+	err := s.writePayload(w, r, out)
 	if err == nil {
 		err = rc.Flush() // written under the deadline, not after the handler returns
 	}
@@ -250,7 +250,7 @@ func (s *Socket) servePost(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		writeError(w, errBadRequest)
 		return
-	case p.postActive, r.Header.Get("Content-Type") == "application/octet-stream":
+	case p.postActive, r.Header.Get("Content-Type") == "application/octet-stream" && !s.v3:
 		// Node: an overlapping POST, or a binary body (EIO 3 only), is an error of the session.
 		s.closeLocked("transport error")
 		s.unlock()
@@ -291,7 +291,11 @@ func (s *Socket) servePost(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	s.dmu.Lock()
-	for pkt, err := range eioparser.SplitPayload(*bp) {
+	packets := eioparser.SplitPayload(*bp)
+	if s.v3 {
+		packets = eioparser.SplitPayloadV3(*bp, r.Header.Get("Content-Type") == "application/octet-stream")
+	}
+	for pkt, err := range packets {
 		if err != nil {
 			s.parseError()
 			break

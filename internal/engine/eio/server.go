@@ -64,6 +64,8 @@ type Options struct {
 	OnLimit func(name string)
 	// Compression: polling responses and permessage-deflate; none by default (see Compression).
 	Compression Compression
+	// AllowEIO3 accepts Engine.IO protocol 3 clients (socket.io-client 2.x), as Node's allowEIO3.
+	AllowEIO3 bool
 	// OnConnection is called once per new session, before any message is delivered. Required.
 	OnConnection func(s *Socket)
 	Logger       zerolog.Logger
@@ -311,7 +313,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fail(w, errUnknownSID)
 		case upgrade && !srv.originAllowed(r):
 			srv.refuseOrigin(w, r)
-		case q.Get("EIO") != "4":
+		case q.Get("EIO") != s.eioParam():
 			fail(w, errBadRequest) // protocol mismatch
 		case upgrade && transport == "websocket":
 			srv.upgrade(s, w, r)
@@ -345,7 +347,8 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if q.Get("EIO") != "4" {
+	v3 := srv.o.AllowEIO3 && q.Get("EIO") == "3"
+	if q.Get("EIO") != "4" && !v3 {
 		fail(w, errUnsupportedProtocol)
 		return
 	}
@@ -374,6 +377,7 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	s.admitted = release
 	s.b64 = q.Get("b64") != ""
+	s.v3 = v3
 	if upgrade {
 		srv.handshakeWebSocket(s, w, r)
 		return
@@ -395,7 +399,7 @@ func (srv *Server) handshakePolling(s *Socket, w http.ResponseWriter, r *http.Re
 	if srv.cookie != "" {
 		h.Add("Set-Cookie", srv.cookie)
 	}
-	_ = srv.writePayload(w, r, []*Message{open})
+	_ = s.writePayload(w, r, []*Message{open})
 }
 
 func (s *Socket) openPacket(tail string) *Message {
@@ -405,7 +409,11 @@ func (s *Socket) openPacket(tail string) *Message {
 // start arms the heartbeat and tells the application about the new session.
 func (s *Socket) start() {
 	s.mu.Lock()
-	if s.state == stateOpen { // Server.Close may have come first
+	switch {
+	case s.state != stateOpen: // Server.Close may have come first
+	case s.v3: // the client pings
+		s.armLocked(timerPong, s.srv.o.PingInterval+s.srv.o.PingTimeout)
+	default:
 		s.armLocked(timerPing, s.srv.o.PingInterval)
 	}
 	s.mu.Unlock()

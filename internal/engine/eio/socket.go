@@ -76,6 +76,7 @@ type Socket struct {
 	id  string
 	hs  *Handshake
 	b64 bool // the client wants binary as base64 text (b64 query parameter)
+	v3  bool // Engine.IO protocol 3 (eio3.go)
 
 	admitted    func() // gives back what Options.Admit reserved; run once via releaseAdmission
 	releaseOnce sync.Once
@@ -422,7 +423,7 @@ func (s *Socket) handlePacket(p eioparser.Packet) bool {
 		s.unlock()
 		return open
 	}
-	if s.tmode == timerPong && !s.refreshed && (p.Binary || p.Type != eioparser.Pong) {
+	if s.tmode == timerPong && !s.refreshed && !s.v3 && (p.Binary || p.Type != eioparser.Pong) {
 		// Node: any packet while waiting for the pong extends the timeout, once.
 		s.refreshed = true
 		s.armLocked(timerPong, s.srv.o.PingTimeout)
@@ -439,12 +440,15 @@ func (s *Socket) handlePacket(p eioparser.Packet) bool {
 		if s.state == stateClosed { // closed during OnMessage: OnClose is ours to call
 			s.fire = true
 		}
+	case p.Type == eioparser.Pong && s.v3, p.Type == eioparser.Ping && !s.v3:
+		s.closeLocked("transport error") // Node: "invalid heartbeat direction"
 	case p.Type == eioparser.Pong:
 		if s.tmode == timerPong {
 			s.armLocked(timerPing, s.srv.o.PingInterval)
 		}
-	case p.Type == eioparser.Ping: // v4 heartbeats go server → client only
-		s.closeLocked("transport error")
+	case p.Type == eioparser.Ping: // protocol 3: the client pings, the server answers
+		s.pushLocked([]*Message{v3Pong}, v3Pong.size())
+		s.armLocked(timerPong, s.srv.o.PingInterval+s.srv.o.PingTimeout)
 	case p.Type == eioparser.Close:
 		// Node ignores it on WebSocket (the session then ends at the ping timeout); the protocol
 		// says the transport may be closed, and some clients send it before closing.

@@ -444,7 +444,7 @@ func (c *wsConn) writeFailed(err error) {
 // compresses tells whether m goes compressed on a connection that negotiated
 // permessage-deflate (binary as base64 text to a b64 client never does).
 func (s *Socket) compresses(m *Message) bool {
-	return m.size()-int(m.hdr) >= s.srv.o.Compression.PerMessageDeflateThreshold && (!m.binary || !s.b64)
+	return m.size()-int(m.hdr) >= s.srv.o.Compression.PerMessageDeflateThreshold && (!m.binary || !s.b64 && !s.v3)
 }
 
 // appendFrame appends the frame(s) of m; binary is sent as base64 text to b64 clients.
@@ -454,7 +454,12 @@ func (c *wsConn) appendFrame(bufs net.Buffers, m *Message) net.Buffers {
 			return append(bufs, z)
 		}
 	}
-	if !m.binary || !c.s.b64 {
+	switch {
+	case m.binary && c.s.v3 && c.s.b64:
+		return append(bufs, m.v3Base64Frame())
+	case m.binary && c.s.v3:
+		return append(bufs, m.v3Frame())
+	case !m.binary || !c.s.b64:
 		return append(bufs, m.frame)
 	}
 	p := m.polling()
@@ -490,7 +495,11 @@ func (c *wsConn) readLoop() {
 			c.readFailed(err)
 			return
 		}
-		pkt, perr := eioparser.DecodePacket(data, op == ws.OpBinary)
+		decode := eioparser.DecodePacket
+		if s.v3 {
+			decode = eioparser.DecodePacketV3
+		}
+		pkt, perr := decode(data, op == ws.OpBinary)
 		switch {
 		case !c.active:
 			s.onProbePacket(c, pkt, perr)
