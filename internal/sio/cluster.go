@@ -124,12 +124,7 @@ func (l *ownLocal) Fetch(opts BroadcastOpts) []SocketInfo {
 		n.mu.RLock()
 		rooms := c.roomsLocked(true)
 		n.mu.RUnlock()
-		data := plainData(&c.user)
-		if d := c.Data(); d != nil {
-			if v, err := plainOf(d); err == nil {
-				data = v
-			}
-		}
+		data := c.plainSocketData()
 		out = append(out, SocketInfo{
 			ID: c.id,
 			Handshake: map[string]any{

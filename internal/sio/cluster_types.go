@@ -205,10 +205,15 @@ type LogLink interface {
 
 // Session is a connection's recoverable state.
 type Session struct {
-	Sid    string
-	Pid    string
-	Rooms  []string
-	Data   any   // plain values (see plainData)
+	Sid   string
+	Pid   string
+	Rooms []string
+	// Data is the socket's data (Node's socket.data) as plain values: what
+	// SetData stored, else the user (see plainData).
+	Data any
+	// User is the session's user, kept by this node's store only (what
+	// nodes exchange is Node's session: sid, pid, rooms, data).
+	User   *User
 	Missed []any // restored only: missed packets' data
 }
 
@@ -218,6 +223,21 @@ func plainData(v any) any {
 		return map[string]any{"userId": u.ID, "name": u.Name}
 	}
 	return nil
+}
+
+// isUserData reports whether v is nothing or plainData's form of a user
+// (the data of a socket SetData was never called on).
+func isUserData(v any) bool {
+	if v == nil {
+		return true
+	}
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 2 {
+		return false
+	}
+	_, id := m["userId"].(string)
+	_, name := m["name"].(string)
+	return id && name
 }
 
 func userFromPlain(v any) *User {

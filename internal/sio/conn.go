@@ -142,6 +142,29 @@ func (c *Conn) Emit(event string, args ...any) error {
 	return nil
 }
 
+// VolatileConn emits to one connection what may be lost (Conn.Volatile).
+type VolatileConn struct{ c *Conn }
+
+// Volatile is Node's socket.volatile: what its Emit sends is dropped when the
+// connection's transport is busy (a backlog being written, no poll waiting),
+// and is never kept for connection state recovery.
+func (c *Conn) Volatile() VolatileConn { return VolatileConn{c} }
+
+// Emit sends event with args unless the transport is busy; the error is for
+// arguments that cannot be encoded only (a dropped event is not an error).
+func (v VolatileConn) Emit(event string, args ...any) error {
+	c := v.c
+	data, atts, err := eventArgsData(event, args)
+	if err != nil {
+		return err
+	}
+	if c.cl.eng.SendVolatile(c.n.srv.encode(sioparser.Event, c.n.name, 0, false, data, atts)...) {
+		c.n.srv.obs.Emitted(c.n.name, event)
+	}
+	c.notifyAny(true, event, args)
+	return nil
+}
+
 // emitWithAck sends an EVENT expecting an acknowledgement; onAck gets the
 // client's ack arguments, never if the connection ends first or the client
 // takes longer than AckTimeout (the callers have their own deadline). It
@@ -546,7 +569,19 @@ func (c *Conn) saveSession() {
 
 // session is the connection's recoverable state with rooms.
 func (c *Conn) session(rooms []string) Session {
-	return Session{Sid: c.id, Pid: c.pid, Rooms: rooms, Data: plainData(&c.user)}
+	u := c.user
+	return Session{Sid: c.id, Pid: c.pid, Rooms: rooms, Data: c.plainSocketData(), User: &u}
+}
+
+// plainSocketData is the socket's data as other nodes see it (FetchSockets,
+// sessions): what SetData stored, else the user.
+func (c *Conn) plainSocketData() any {
+	if d := c.Data(); d != nil {
+		if v, err := plainOf(d); err == nil {
+			return v
+		}
+	}
+	return plainData(&c.user)
 }
 
 func (c *Conn) runHooks(what string, fn func(ctx context.Context)) {

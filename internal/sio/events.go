@@ -182,7 +182,8 @@ func (c *Conn) Data() any {
 }
 
 // SetData stores v as the connection's data, Node's socket.data. It must
-// encode to JSON: other nodes see it in FetchSockets.
+// encode to JSON: other nodes see it in FetchSockets, and a connection that
+// recovers its session gets it back in that form (maps, slices, float64s).
 func (c *Conn) SetData(v any) {
 	c.mu.Lock()
 	c.data = v

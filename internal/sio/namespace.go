@@ -104,9 +104,10 @@ func (n *Namespace) LocalCount() int {
 
 // Broadcast targets connections of a namespace by room.
 type Broadcast struct {
-	n      *Namespace
-	rooms  []string
-	except []string
+	n        *Namespace
+	rooms    []string
+	except   []string
+	volatile bool
 }
 
 // To targets the members of rooms (all connections when none is given).
@@ -115,6 +116,15 @@ func (n *Namespace) To(rooms ...string) Broadcast { return Broadcast{n: n}.To(ro
 // To adds rooms to the target.
 func (b Broadcast) To(rooms ...string) Broadcast {
 	b.rooms = append(b.rooms[:len(b.rooms):len(b.rooms)], rooms...)
+	return b
+}
+
+// Volatile makes the broadcast one that may be lost, as Node's
+// io.volatile.emit: a recipient whose transport is busy (a backlog being
+// written, no poll waiting) does not get it, and it is not kept for
+// connection state recovery.
+func (b Broadcast) Volatile() Broadcast {
+	b.volatile = true
 	return b
 }
 
@@ -138,7 +148,7 @@ func (b Broadcast) Except(rooms ...string) Broadcast {
 // exception: it is delivered here, which reaches its whole target.
 func (b Broadcast) Emit(event string, args ...any) error {
 	n := b.n
-	opts := BroadcastOpts{Rooms: b.rooms, Except: b.except}
+	opts := BroadcastOpts{Rooms: b.rooms, Except: b.except, Volatile: b.volatile}
 	if n.link != nil {
 		data := make([]any, 1, len(args)+1)
 		data[0] = event
@@ -237,6 +247,10 @@ func (n *Namespace) deliver(data json.RawMessage, atts [][]byte, opts BroadcastO
 		})
 	default:
 		msgs = n.srv.encode(sioparser.Event, n.name, 0, false, data, atts)
+	}
+	if opts.Volatile {
+		n.each(opts, func(c *Conn) { c.cl.eng.SendVolatile(msgs...) })
+		return
 	}
 	n.each(opts, func(c *Conn) { c.cl.eng.Send(msgs...) })
 }
@@ -435,7 +449,10 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 			if sess != nil {
 				pid = p
 				h.Recovered = true
-				h.Previous = userFromPlain(sess.Data)
+				h.Previous = sess.User
+				if h.Previous == nil { // restored from the cluster: the data tells, unless SetData replaced it
+					h.Previous = userFromPlain(sess.Data)
+				}
 			}
 		}
 	}
@@ -505,6 +522,9 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	c := &Conn{n: n, cl: cl, user: *h.User, auth: h.Auth, release: h.release, rooms: map[string]struct{}{}, hooksDone: make(chan struct{})}
 	if sess != nil {
 		c.id, c.pid, c.recovered = sess.Sid, pid, true
+		if !isUserData(sess.Data) {
+			c.data = sess.Data // what SetData stored, in its plain form, as Node restores socket.data
+		}
 	} else if cl.v3 { // no recovery: a protocol 4 CONNECT carries no pid
 		c.id = socketIDV3(n.name, cl.eng.ID())
 	} else {

@@ -209,6 +209,27 @@ func (s *Socket) Send(msgs ...*Message) bool {
 	return true
 }
 
+// SendVolatile is Send for what may be lost (Node's volatile emits): msgs
+// are dropped unless the transport is writable now, a WebSocket with nothing
+// queued or being written, or a pending poll. It returns whether they were
+// queued.
+func (s *Socket) SendVolatile(msgs ...*Message) bool {
+	s.mu.Lock()
+	writable := s.writableLocked()
+	s.mu.Unlock()
+	if !writable {
+		return false
+	}
+	return s.Send(msgs...)
+}
+
+// writableLocked is Node's transport.writable: nothing waits to be written
+// and the transport can take a write now.
+func (s *Socket) writableLocked() bool {
+	return s.state == stateOpen && len(s.queue) == 0 && s.inflight == 0 && s.probe == nil &&
+		(s.ws != nil && !s.ws.flushing || s.ws == nil && s.poll != nil && s.poll.wake != nil)
+}
+
 func (s *Socket) pushLocked(msgs []*Message, n int) {
 	if s.queue == nil {
 		s.queue, s.spare = s.spare, nil
