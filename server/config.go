@@ -74,6 +74,14 @@ type Config struct {
 	MetricsAddr          string        // METRICS_ADDR
 	ProbesOnMetricsAddr  bool          // PROBES_ON_METRICS_ADDR
 
+	// The Admin UI's /admin namespace (@socket.io/admin-ui).
+	AdminPasswordHash string // ADMIN_UI_PASSWORD_HASH
+	AdminUsername     string // ADMIN_UI_USERNAME
+	AdminNoAuth       bool   // ADMIN_UI_NO_AUTH
+	AdminReadOnly     bool   // ADMIN_UI_READONLY
+	AdminMode         string // ADMIN_UI_MODE: development or production
+	AdminQueue        int    // ADMIN_UI_QUEUE
+
 	// Compression (Node's httpCompression and perMessageDeflate).
 	HTTPCompression            bool // HTTP_COMPRESSION
 	HTTPCompressionThreshold   int  // HTTP_COMPRESSION_THRESHOLD
@@ -216,6 +224,18 @@ func settings() []setting {
 		{"METRICS_TOKEN", "", "bearer token required by /metrics (empty: open)", str(func(c *Config) *string { return &c.MetricsToken })},
 		{"METRICS_ADDR", "", "serve /metrics on this separate address, e.g. 127.0.0.1:9090 (empty: on ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
 		{"PROBES_ON_METRICS_ADDR", "0", "with METRICS_ADDR, also serve /healthz and /readyz there (and not on ADDR)", boolean(func(c *Config) *bool { return &c.ProbesOnMetricsAddr })},
+		{"ADMIN_UI_PASSWORD_HASH", "", "bcrypt hash of the Admin UI password (htpasswd -nbBC 10 '' pass | cut -c2-): turns on the /admin namespace of @socket.io/admin-ui (empty: off)", str(func(c *Config) *string { return &c.AdminPasswordHash })},
+		{"ADMIN_UI_USERNAME", "admin", "Admin UI user name", str(func(c *Config) *string { return &c.AdminUsername })},
+		{"ADMIN_UI_NO_AUTH", "0", "turn the Admin UI's /admin namespace on without authentication (development mode only: refused with JWT_SECRET or JWT_PUBLIC_KEY_FILE)", boolean(func(c *Config) *bool { return &c.AdminNoAuth })},
+		{"ADMIN_UI_READONLY", "0", "the Admin UI shows, but offers none of its commands (emit, join, leave, disconnect)", boolean(func(c *Config) *bool { return &c.AdminReadOnly })},
+		{"ADMIN_UI_MODE", "development", "development: the UI gets every socket and its events (as Node's default); production: aggregated statistics only", func(c *Config, v string) error {
+			if v != "development" && v != "production" {
+				return errors.New("want development or production")
+			}
+			c.AdminMode = v
+			return nil
+		}},
+		{"ADMIN_UI_QUEUE", "10000", "socket events waiting to be sent to the Admin UI; beyond, they are dropped (counted)", num(func(c *Config) *int { return &c.AdminQueue })},
 		{"LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 		{"LOG_FORMAT", "json", "json, or console for humans", str(func(c *Config) *string { return &c.LogFormat })},
 	}

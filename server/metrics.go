@@ -59,6 +59,7 @@ var limitCounters = []struct{ limit, name, label, help string }{
 	{sio.LimitAckExpired, "switchboard_server_acks_expired_total", "", "Acks the server asked for and the client never sent within ACK_TIMEOUT."},
 	{sio.LimitDedupeEviction, "switchboard_dedupe_evictions_total", "", "Message clientIds forgotten before DEDUPE_WINDOW (DEDUPE_MAX_ENTRIES)."},
 	{sio.LimitDynamicNamespaces, "switchboard_dynamic_namespace_refusals_total", "", "Connects to a new dynamic namespace refused at MAX_DYNAMIC_NAMESPACES."},
+	{sio.LimitAdminQueue, "switchboard_admin_events_dropped_total", "", "Socket events for the Admin UI dropped because ADMIN_UI_QUEUE were waiting."},
 }
 
 func newMetrics(g gauges) *metrics {

@@ -80,6 +80,7 @@ type Server struct {
 	// clientIPs resolves client IPs (TRUSTED_PROXIES); its trusted peers are
 	// not counted by the per-IP TCP connection cap.
 	clientIPs *clientip.Resolver
+	admin     *namespaces.Admin // the Admin UI's namespace; nil when off
 }
 
 // New builds a node from cfg (start from Defaults()). Namespace "/" is
@@ -172,6 +173,7 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 		Parser:         parser,
 		Compression:    compression(cfg),
 		AllowEIO3:      cfg.AllowEIO3,
+		CountTraffic:   adminEnabled(cfg), // the Admin UI's aggregated events
 		AllowRequest: func(*http.Request) error {
 			if s.draining.Load() {
 				return errors.New("server is draining")
@@ -205,10 +207,37 @@ func New(cfg Config, log zerolog.Logger) (*Server, error) {
 	if !cfg.NoContract {
 		s.registerRooms(st)
 	}
+	if err := s.registerAdmin(); err != nil {
+		stop()
+		return nil, err
+	}
 	for _, run := range st.run {
 		go run(bg, s)
 	}
 	return s, nil
+}
+
+func adminEnabled(cfg Config) bool { return cfg.AdminPasswordHash != "" || cfg.AdminNoAuth }
+
+// registerAdmin installs the Admin UI's /admin namespace when it is enabled.
+func (s *Server) registerAdmin() error {
+	cfg := s.cfg
+	if !adminEnabled(cfg) {
+		return nil
+	}
+	if cfg.AdminNoAuth && !s.devMode {
+		return errors.New("ADMIN_UI_NO_AUTH=1 is for development mode only: set ADMIN_UI_PASSWORD_HASH")
+	}
+	a, err := namespaces.RegisterAdmin(s.io, namespaces.AdminConfig{
+		Username: cfg.AdminUsername, PasswordHash: cfg.AdminPasswordHash, NoAuth: cfg.AdminNoAuth && cfg.AdminPasswordHash == "",
+		ReadOnly: cfg.AdminReadOnly, Production: cfg.AdminMode == "production", ServerID: s.cfg.NodeID,
+		QueueSize: cfg.AdminQueue, OnDrop: func() { s.metrics.Limit(sio.LimitAdminQueue) }, Log: s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("ADMIN_UI_PASSWORD_HASH: %w", err)
+	}
+	s.admin = a
+	return nil
 }
 
 // compression is the engine's Compression for cfg.
@@ -453,6 +482,9 @@ func (s *Server) Shutdown(ctx context.Context) {
 		s.log.Warn().Err(err).Msg("drain cut short")
 	}
 	s.io.Close()
+	if s.admin != nil {
+		s.admin.Close()
+	}
 	s.stopBg()
 	s.log.Info().Msg("drained")
 }

@@ -85,6 +85,9 @@ type Options struct {
 	// Parser is the packet encoding every client of this server speaks
 	// (Node's parser option); default socket.io-parser's.
 	Parser Parser
+	// CountTraffic makes the engine count messages and bytes each way
+	// (Server.Traffic, for an Instrument); off, nothing is counted.
+	CountTraffic bool
 	// AllowEIO3 accepts socket.io-client 2.x (Engine.IO 3, Socket.IO
 	// protocol 4), as Node's allowEIO3 (see eio3.go).
 	AllowEIO3 bool

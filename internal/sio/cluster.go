@@ -125,12 +125,15 @@ func (l *ownLocal) Fetch(opts BroadcastOpts) []SocketInfo {
 		rooms := c.roomsLocked(true)
 		n.mu.RUnlock()
 		data := c.plainSocketData()
+		ch := c.Handshake()
 		out = append(out, SocketInfo{
 			ID: c.id,
+			// Node's shape: its admin UI reads headers of every socket it fetches.
 			Handshake: map[string]any{
 				"time": hs.Time.UTC().Format(time.RFC1123), "address": hostOnly(hs.RemoteAddr),
 				"xdomain": hs.Header.Get("Origin") != "", "secure": hs.Secure,
 				"issued": hs.Time.UnixMilli(), "url": hs.URL,
+				"headers": ch.Headers, "query": ch.Query, "auth": map[string]any{},
 			},
 			Rooms: rooms,
 			Data:  data,

@@ -545,6 +545,9 @@ func (c *Conn) close(reason string) {
 	}
 	c.n.remove(c)
 	c.cl.remove(c)
+	if i := c.n.srv.instrument(); i != nil {
+		i.Disconnected(c, reason)
+	}
 	c.cl.push(func() {
 		c.runHooks("disconnect", func(ctx context.Context) {
 			for _, fn := range c.n.onDisconnect {

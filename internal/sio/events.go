@@ -159,12 +159,19 @@ func (c *Conn) notifyAny(out bool, event string, args Args) {
 	for _, fn := range c.listeners(out) {
 		fn(event, args)
 	}
+	if i := c.n.srv.instrument(); i != nil {
+		if out {
+			i.EventSent(c, event, args)
+		} else {
+			i.EventReceived(c, event, args)
+		}
+	}
 }
 
 // notifyIncoming calls the OnAny listeners, decoding the arguments only when
 // there are some.
 func (c *Conn) notifyIncoming(event string, a eventArgs) {
-	if len(c.listeners(false)) == 0 {
+	if len(c.listeners(false)) == 0 && c.n.srv.instrument() == nil {
 		return
 	}
 	args, err := eventArgsPlain(a)
@@ -188,6 +195,9 @@ func (c *Conn) SetData(v any) {
 	c.mu.Lock()
 	c.data = v
 	c.mu.Unlock()
+	if i := c.n.srv.instrument(); i != nil {
+		i.Updated(c)
+	}
 }
 
 // EmitWithAck sends event with args to this connection and waits for the

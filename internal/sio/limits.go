@@ -23,4 +23,5 @@ const (
 	LimitAckExpired        = "ack_expired"             // ACK_TIMEOUT: a server-emitted ack never answered
 	LimitDedupeEviction    = "dedupe_eviction"         // DEDUPE_MAX_ENTRIES: clientId forgotten early
 	LimitDynamicNamespaces = "dynamic_namespace_limit" // MAX_DYNAMIC_NAMESPACES: connect to a new dynamic namespace refused
+	LimitAdminQueue        = "admin_queue"             // ADMIN_UI_QUEUE: a socket event for the Admin UI dropped
 )

@@ -23,6 +23,7 @@ type Namespace struct {
 	handlers      map[string]eventHandler // Handle's typed handlers
 	raw           map[string]EventHandler // On's handlers
 	refuseUnknown bool
+	ownMWOnly     bool // SkipServerMiddleware
 	onConnect     []func(ctx context.Context, c *Conn)
 	onDisconnect  []func(ctx context.Context, c *Conn, reason string)
 
@@ -365,6 +366,9 @@ func (n *Namespace) joinLocked(c *Conn, rooms ...string) {
 			continue // a connection's own room is implied
 		}
 		c.rooms[r] = struct{}{}
+		if i := n.srv.instrument(); i != nil {
+			i.RoomJoined(c, r)
+		}
 		m := n.rooms[r]
 		if m == nil {
 			m = map[*Conn]uint64{}
@@ -386,6 +390,9 @@ func (n *Namespace) leaveLocked(c *Conn, room string) {
 		return
 	}
 	delete(c.rooms, room)
+	if i := n.srv.instrument(); i != nil {
+		i.RoomLeft(c, room)
+	}
 	if m := n.rooms[room]; m != nil {
 		delete(m, c)
 		if len(m) == 0 {
@@ -576,6 +583,9 @@ func (n *Namespace) connect(cl *client, authRaw json.RawMessage) {
 	c.saveSession()
 
 	n.srv.obs.Handshake(n.name, "ok")
+	if i := n.srv.instrument(); i != nil {
+		i.Connected(c)
+	}
 	c.runHooks("connect", func(ctx context.Context) {
 		for _, fn := range n.onConnect {
 			fn(ctx, c)
@@ -607,7 +617,11 @@ func (n *Namespace) runConnect(h *Handshake) (err error) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), n.srv.opts.HandlerTimeout)
 	defer cancel()
-	for _, list := range [][]ConnectFunc{n.srv.connectMW, n.mw} {
+	lists := [][]ConnectFunc{n.srv.connectMW, n.mw}
+	if n.ownMWOnly {
+		lists = lists[1:]
+	}
+	for _, list := range lists {
 		for _, fn := range list {
 			if err := fn(ctx, h); err != nil {
 				return err

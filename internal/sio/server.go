@@ -41,6 +41,8 @@ type Server struct {
 	interceptors []Interceptor
 
 	pending atomic.Int64 // sessions that have joined no namespace yet
+
+	inst atomic.Pointer[Instrument] // SetInstrument
 }
 
 // NewServer builds the engine with opts. Namespace "/" always exists.
@@ -78,6 +80,7 @@ func NewServer(opts Options) *Server {
 		OnConnection:  s.onConnection,
 		Logger:        opts.Logger,
 		AllowEIO3:     opts.AllowEIO3,
+		CountTraffic:  opts.CountTraffic,
 		Compression:   opts.Compression,
 	})
 	s.Of("/")

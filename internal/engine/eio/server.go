@@ -64,6 +64,9 @@ type Options struct {
 	OnLimit func(name string)
 	// Compression: polling responses and permessage-deflate; none by default (see Compression).
 	Compression Compression
+	// CountTraffic counts messages, bytes and sessions (Server.Traffic): a few atomic adds per
+	// message, for an admin view.
+	CountTraffic bool
 	// AllowEIO3 accepts Engine.IO protocol 3 clients (socket.io-client 2.x), as Node's allowEIO3.
 	AllowEIO3 bool
 	// OnConnection is called once per new session, before any message is delivered. Required.
@@ -114,6 +117,7 @@ type Server struct {
 	closed      bool
 
 	flusher flusher
+	traffic *Traffic // nil unless Options.CountTraffic
 }
 
 // flusher writes the WebSockets that have something queued, one after the
@@ -204,6 +208,9 @@ func NewServer(o Options) *Server {
 		sessions:     make(map[string]*Socket),
 		closeTimeout: o.PingInterval + o.PingTimeout,
 		corsAny:      len(o.CORSOrigins) == 1 && o.CORSOrigins[0] == "*",
+	}
+	if o.CountTraffic {
+		srv.traffic = &Traffic{}
 	}
 	if c := o.Cookie; c != nil {
 		cc := *c
@@ -417,6 +424,9 @@ func (s *Socket) start() {
 		s.armLocked(timerPing, s.srv.o.PingInterval)
 	}
 	s.mu.Unlock()
+	if t := s.srv.traffic; t != nil {
+		t.Opened.Add(1)
+	}
 	s.srv.o.OnConnection(s)
 }
 

@@ -206,6 +206,10 @@ func (s *Socket) Send(msgs ...*Message) bool {
 	}
 	s.pushLocked(msgs, n)
 	s.mu.Unlock()
+	if t := s.srv.traffic; t != nil {
+		t.PacketsOut.Add(int64(len(msgs)))
+		t.BytesOut.Add(int64(n))
+	}
 	return true
 }
 
@@ -356,6 +360,9 @@ func (s *Socket) closeLocked(reason string) {
 	}
 	s.state = stateClosed
 	s.reason = reason
+	if t := s.srv.traffic; t != nil {
+		t.close(reason)
+	}
 	if s.done != nil {
 		close(s.done)
 	}
@@ -451,6 +458,10 @@ func (s *Socket) handlePacket(p eioparser.Packet) bool {
 	}
 	switch {
 	case p.Binary || p.Type == eioparser.Message:
+		if t := s.srv.traffic; t != nil {
+			t.PacketsIn.Add(1)
+			t.BytesIn.Add(int64(len(p.Data)))
+		}
 		s.delivering = true
 		h := s.h
 		s.mu.Unlock()

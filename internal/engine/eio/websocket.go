@@ -218,7 +218,14 @@ func (s *Socket) abortProbeLocked() {
 // onProbePacket handles a packet on a connection the session is upgrading to.
 func (s *Socket) onProbePacket(c *wsConn, p eioparser.Packet, err error) {
 	s.mu.Lock()
-	defer s.unlock()
+	upgraded := false
+	defer func() {
+		h := s.h
+		s.unlock()
+		if u, ok := h.(upgradeHandler); ok && upgraded {
+			u.OnUpgrade()
+		}
+	}()
 	if s.probe != c {
 		return
 	}
@@ -246,6 +253,7 @@ func (s *Socket) onProbePacket(c *wsConn, p eioparser.Packet, err error) {
 		s.zws.Store(c.deflate)
 		c.active = true // we are c's reader goroutine
 		c.kickLocked()  // queued messages now go here (and a pending graceful close completes)
+		upgraded = true
 	default:
 		s.abortProbeLocked()
 	}
