@@ -155,6 +155,16 @@ end
 return out
 `)
 
+// ARGV: prefix -> registered nodes whose heartbeat key is alive (the live
+// panel's list of nodes).
+var redisLiveNodesScript = newRedisScript(`
+local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', k_nodes())) do
+  if redis.call('EXISTS', k_alive(n)) == 1 then out[#out + 1] = n end
+end
+return out
+`)
+
 // ARGV: prefix, node, batch -> {more (0|1), room, user, name, ...}: undoes up
 // to batch entries of a dead node, popping each from the node's set so that
 // concurrent reapers process every entry exactly once. Returns the (room,

@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,6 +143,30 @@ func redisRandomHex(n int) string {
 
 // Instance is this node's instance id in Redis (NodeID plus a random suffix).
 func (p *RedisPresence) Instance() string { return p.node }
+
+// Nodes lists the NodeIDs of the nodes whose presence heartbeat is alive,
+// this one included once Run has heartbeated: sorted, each once (instances
+// of one NodeID, such as a restarted node whose old heartbeat has not
+// expired yet, are one entry). One Redis round trip, O(nodes).
+func (p *RedisPresence) Nodes(ctx context.Context) ([]string, error) {
+	ids, err := redisLiveNodesScript.Run(ctx, p.c, nil, p.p).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if i := strings.LastIndexByte(id, '~'); i >= 0 {
+			id = id[:i] // the instance suffix
+		}
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
 
 // Healthy reports whether the last Redis round trip succeeded (for /readyz).
 // It is false until the first one (Run heartbeats at once).

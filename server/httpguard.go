@@ -115,7 +115,12 @@ func (s *Server) perIPListener(ln net.Listener) net.Listener {
 // when it is set. Mount registers it as /metrics unless METRICS_ADDR is set;
 // a program that embeds the server and sets METRICS_ADDR serves it itself.
 func (s *Server) MetricsHandler() http.Handler {
-	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	return s.metricsAuth(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+}
+
+// metricsAuth puts h behind METRICS_TOKEN (401 without the bearer) when it
+// is set: /metrics, and /live.json in production (live.go).
+func (s *Server) metricsAuth(h http.Handler) http.Handler {
 	if s.cfg.MetricsToken == "" {
 		return h
 	}
@@ -156,7 +161,7 @@ func (s *Server) mountProbes(mux *http.ServeMux) {
 }
 
 // listenMetrics opens METRICS_ADDR's listener and builds its server:
-// /metrics, plus /healthz and /readyz with PROBES_ON_METRICS_ADDR.
+// /metrics and /live.json, plus /healthz and /readyz with PROBES_ON_METRICS_ADDR.
 func (s *Server) listenMetrics() (*http.Server, net.Listener, error) {
 	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
 	if err != nil {
@@ -164,6 +169,7 @@ func (s *Server) listenMetrics() (*http.Server, net.Listener, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.MetricsHandler())
+	mux.Handle("GET "+livePath, s.liveHandler(true))
 	if s.probesApart() {
 		s.mountProbes(mux)
 	}

@@ -24,6 +24,10 @@ type metrics struct {
 	panics      *prometheus.CounterVec
 	bytesIn     atomic.Uint64
 	bytesOut    atomic.Uint64
+	// liveIn and liveOut count the same events as eventsIn and eventsOut,
+	// every namespace together, for the live panel's sampler (live.go).
+	liveIn  atomic.Uint64
+	liveOut atomic.Uint64
 	// limits counts each named limit a client hit (sio.Limit*), on the
 	// counter named for it; filled once, read without a lock.
 	limits       map[string]prometheus.Counter
@@ -222,6 +226,7 @@ func (m *metrics) Handshake(nsp, code string) {
 
 // Event implements sio.Observer.
 func (m *metrics) Event(nsp, event string, took time.Duration, code string) {
+	m.liveIn.Add(1)
 	m.eventsIn.WithLabelValues(nsp, event, code).Inc()
 	m.latency.WithLabelValues(nsp, event).Observe(took.Seconds())
 	if code == "rate_limited" {
@@ -230,7 +235,10 @@ func (m *metrics) Event(nsp, event string, took time.Duration, code string) {
 }
 
 // Emitted implements sio.Observer.
-func (m *metrics) Emitted(nsp, event string) { m.eventsOut.WithLabelValues(nsp, event).Inc() }
+func (m *metrics) Emitted(nsp, event string) {
+	m.liveOut.Add(1)
+	m.eventsOut.WithLabelValues(nsp, event).Inc()
+}
 
 // Panic implements sio.Observer.
 func (m *metrics) Panic(nsp, event string) { m.panics.WithLabelValues(nsp, event).Inc() }

@@ -80,6 +80,7 @@ type Server struct {
 	// clientIPs resolves client IPs (TRUSTED_PROXIES); its trusted peers are
 	// not counted by the per-IP TCP connection cap.
 	clientIPs *clientip.Resolver
+	live      liveState         // the demo page's live panel: /live.json (live.go)
 	admin     *namespaces.Admin // the Admin UI's namespace; nil when off
 }
 
@@ -349,7 +350,7 @@ func (s *Server) MintToken(sub, name string, ttl time.Duration) (string, error) 
 }
 
 // Mount registers Switchboard's routes on mux: the Socket.IO endpoint,
-// /healthz, /readyz, /metrics, /auth/dev-token and the demo page at /.
+// /healthz, /readyz, /metrics, /auth/dev-token, /live.json and the demo page at /.
 // With METRICS_ADDR set, /metrics is not registered (Serve serves it on that
 // address; see MetricsHandler), nor are the probes with PROBES_ON_METRICS_ADDR.
 func (s *Server) Mount(mux *http.ServeMux) {
@@ -365,6 +366,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", s.MetricsHandler())
 	}
 	mux.HandleFunc("GET /auth/dev-token", s.devToken)
+	mux.Handle("GET "+livePath, s.liveHandler(false)) // the demo page's live panel (live.go)
 	mux.Handle("/", http.FileServerFS(web.Files))
 }
 

@@ -100,6 +100,7 @@ func (s *Server) stores() (stores, error) {
 	presence := adapter.NewRedisPresence(pc, adapter.RedisPresenceOptions{
 		Prefix: s.cfg.RedisPrefix, NodeID: s.cfg.NodeID, OnError: onErr,
 	})
+	s.live.nodes = presence.Nodes // the live panel's cluster view (live.go)
 	s.ready = func() error {
 		if !cluster.Healthy() || !presence.Healthy() {
 			return errors.New("redis unreachable")

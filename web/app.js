@@ -1,5 +1,6 @@
 // Switchboard demo page: sign in (development token or pasted JWT), connect, join/leave rooms, member lists,
-// messages with acknowledgements, presence refresh. Plain ES module, no build step.
+// messages with acknowledgements, presence refresh, and a live panel of the server (GET /live.json every 2 s).
+// Plain ES module, no build step.
 //
 // Safety: everything that comes from the network or from other users is put in the DOM as text (textContent /
 // Node.append of strings); this file never assigns innerHTML.
@@ -45,6 +46,18 @@ const ui = {
   composer: $('composer'),
   input: $('message-input'),
   sendBtn: $('send-btn'),
+  live: $('live'),
+  liveDetails: $('live-details'),
+  livePeek: $('live-peek'),
+  liveSummary: $('live-summary'),
+  liveNode: $('live-node'),
+  liveConns: $('live-conns'),
+  liveTransports: $('live-transports'),
+  liveRooms: $('live-rooms'),
+  liveIn: $('live-in'),
+  liveOut: $('live-out'),
+  liveNodes: $('live-nodes'),
+  liveCluster: $('live-cluster'),
 };
 
 /** Small DOM builder. Strings among children become text nodes; attributes are set with setAttribute. */
@@ -276,6 +289,7 @@ function connect() {
   ui.meAvatar = meAvatar;
   ui.signin.hidden = true;
   ui.workspace.hidden = false;
+  startLive();
   everConnected = false;
   setStatus('connecting', 'Connecting…');
 
@@ -343,6 +357,7 @@ function signOut(message) {
   session = null;
   for (const roomId of [...rooms.keys()]) removeRoom(roomId);
   own.clear();
+  stopLive();
   setStatus('offline', 'Not connected');
   ui.workspace.hidden = true;
   ui.signin.hidden = false;
@@ -723,6 +738,147 @@ function autosize() {
 }
 
 // ------------------------------------------------------------------------------------------------------------
+// Live panel: GET /live.json (server/live.go) every 2 s while signed in and the page is visible. Only the summary
+// line is a live region (announced politely, and only when the counts it names change), not every number.
+
+const LIVE_EVERY = 2000;
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const live = { gen: 0, timer: null, running: false, summary: '' };
+
+function startLive() {
+  if (live.running) return;
+  live.running = true;
+  pollLive(++live.gen);
+}
+
+function stopLive() {
+  live.running = false;
+  live.gen++;
+  clearTimeout(live.timer);
+}
+
+async function pollLive(gen) {
+  if (gen !== live.gen) return;
+  if (!document.hidden) {
+    try {
+      const res = await fetch('/live.json', {
+        cache: 'no-store',
+        headers: { accept: 'application/json' },
+        signal: AbortSignal.timeout(2 * LIVE_EVERY),
+      });
+      if (gen !== live.gen) return;
+      if (res.status === 401 || res.status === 404) {
+        // Production server with METRICS_TOKEN (the page has no bearer) or with /live.json on METRICS_ADDR only.
+        await res.arrayBuffer().catch(() => {});
+        liveUnavailable(res.status === 401 ? 'this server wants its METRICS_TOKEN for /live.json' : 'not served on this address');
+        return; // stop asking
+      }
+      if (!res.ok) throw new Error(`/live.json answered ${res.status}`);
+      renderLive(await res.json());
+    } catch {
+      if (gen !== live.gen) return;
+      ui.live.dataset.state = 'error';
+      setLiveSummary('Live stats unavailable: the server does not answer. Retrying…');
+      ui.livePeek.textContent = 'offline';
+    }
+  }
+  live.timer = setTimeout(() => pollLive(gen), LIVE_EVERY);
+}
+
+function liveUnavailable(why) {
+  live.running = false;
+  ui.live.dataset.state = 'unavailable';
+  setLiveSummary(`Live stats unavailable: ${why}.`);
+  ui.livePeek.textContent = '';
+}
+
+function setLiveSummary(text) {
+  if (text === live.summary) return; // unchanged: nothing to announce
+  live.summary = text;
+  ui.liveSummary.textContent = text;
+}
+
+const count = (v) => (Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0);
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+function renderLive(v) {
+  if (!v || typeof v !== 'object') throw new Error('not a live object');
+  const conns = v.connections || {};
+  const total = count(conns.total);
+  const rooms = count(v.rooms);
+  const cluster = v.cluster || {};
+  const nodes = Array.isArray(cluster.nodes) ? cluster.nodes.filter((n) => typeof n === 'string') : [];
+  const node = typeof v.node === 'string' ? v.node : '';
+  const ev = v.eventsPerSecond || {};
+
+  ui.live.dataset.state = 'ok';
+  ui.liveNode.textContent = node;
+  ui.liveConns.textContent = String(total);
+  ui.liveConns.dataset.value = String(total);
+  ui.liveTransports.textContent = `websocket ${count(conns.websocket)} · polling ${count(conns.polling)}`;
+  ui.liveRooms.textContent = String(rooms);
+  ui.liveRooms.dataset.value = String(rooms);
+  const rateIn = renderRate(ui.liveIn, ev.in);
+  renderRate(ui.liveOut, ev.out);
+
+  ui.liveNodes.replaceChildren(
+    ...nodes.map((n) => el('li', { 'data-node': n }, n, n === node ? el('span', { class: 'live-sub' }, ' (this one)') : null)),
+  );
+  const servers = count(cluster.servers);
+  let clusterText = v.adapter === 'memory' || !v.adapter ? 'memory adapter: one node' : `${v.adapter}: ${plural(servers, 'server')}`;
+  if (cluster.stale) clusterText += ' (last known: Redis did not answer)';
+  ui.liveCluster.textContent = clusterText;
+  ui.liveCluster.dataset.stale = cluster.stale ? 'true' : 'false';
+
+  setLiveSummary(`${plural(total, 'connection')}, ${plural(rooms, 'room')}, ${plural(Math.max(nodes.length, 1), 'node')} (${node}).`);
+  ui.livePeek.textContent = `${plural(total, 'conn')} · ${rateIn}/s in`;
+}
+
+/** Fills a rate cell: the last second's count, a bar sparkline of the 10 s (hidden from assistive technology, which
+ *  gets the numbers as text instead) and the total. Returns the last second's count. */
+function renderRate(dd, series) {
+  const vals = (Array.isArray(series) ? series : []).slice(-10).map(count);
+  const now = vals.length ? vals[vals.length - 1] : 0;
+  const total = vals.reduce((a, b) => a + b, 0);
+  dd.dataset.now = String(now);
+  dd.dataset.total = String(total);
+  dd.dataset.series = vals.join(',');
+  dd.replaceChildren(
+    el('span', { class: 'live-now' }, el('b', {}, String(now)), '/s'),
+    sparkline(vals),
+    el('span', { class: 'live-sub' }, `${total} in ${vals.length} s`),
+    el('span', { class: 'visually-hidden' }, `, per second, oldest first: ${vals.join(', ') || 'none yet'}`),
+  );
+  return now;
+}
+
+function sparkline(vals) {
+  const W = 70;
+  const H = 18;
+  const slot = W / 10;
+  const max = Math.max(1, ...vals);
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.setAttribute('width', String(W));
+  svg.setAttribute('height', String(H));
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  const offset = 10 - vals.length; // right-aligned: the newest second is the last bar
+  vals.forEach((n, i) => {
+    const h = n ? Math.max(2, (n / max) * H) : 1;
+    const r = document.createElementNS(SVG_NS, 'rect');
+    r.setAttribute('x', String((offset + i) * slot + 0.5));
+    r.setAttribute('y', String(H - h));
+    r.setAttribute('width', String(slot - 1.5));
+    r.setAttribute('height', String(h));
+    r.setAttribute('class', n ? 'bar' : 'bar zero');
+    svg.append(r);
+  });
+  return svg;
+}
+
+// ------------------------------------------------------------------------------------------------------------
 // Wiring
 
 ui.name.addEventListener('input', updateUserIdPlaceholder);
@@ -744,6 +900,14 @@ ui.input.addEventListener('keydown', (e) => {
     ui.composer.requestSubmit();
   }
 });
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && live.running) {
+    clearTimeout(live.timer);
+    pollLive(++live.gen); // at once on coming back (a request in flight is dropped)
+  }
+});
+// Narrow screens: the panel starts collapsed so that the chat stays on top; its summary opens it.
+if (window.matchMedia('(max-width: 760px)').matches) ui.liveDetails.open = false;
 updateUserIdPlaceholder();
 updateRoomControls();
 setStatus('offline', 'Not connected');

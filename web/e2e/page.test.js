@@ -5,7 +5,9 @@
 //   SWITCHBOARD_BIN=.tmp/bin/switchboard npm run test:browser
 //   CHROMIUM=/path/to/chromium npm run test:browser   # default /usr/bin/chromium
 //
-// Leaves screenshots in .tmp/page.png (desktop), .tmp/page-narrow.png (390 px wide) and .tmp/page-alice.png.
+// Leaves screenshots in .tmp/page.png (desktop), .tmp/page-narrow.png (390 px wide), .tmp/page-alice.png and, of
+// the live panel, .tmp/page-live.png (docs/screenshots/page-live.png is a copy), .tmp/page-live-dark.png and
+// .tmp/page-live-narrow.png.
 // E2E_DEBUG=1 prints the (tolerated) network errors the browser logs while the server is restarted.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -321,6 +323,153 @@ test('two users chat in the lobby through the demo page', async (t) => {
     assert.equal(await b.getByTestId('room-title').textContent(), 'No room selected');
     assert.ok(await b.getByTestId('send').isDisabled());
     await b.context().close();
+    assert.deepEqual(consoleErrors, []);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The live panel (GET /live.json every 2 s): node id, connections, rooms, events per second, cluster nodes.
+
+const LIVE_REFRESH = 2000; // the page's refresh period (web/app.js)
+
+/** WCAG contrast ratio of an element's text against the first opaque background behind it. */
+function contrastOf(page, selector) {
+  return page.locator(selector).first().evaluate((node) => {
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    let bg = null;
+    for (let e = node; e && !bg; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) bg = c.slice(0, 3);
+    }
+    const fg = rgb(getComputedStyle(node).color).slice(0, 3);
+    const [a, b] = [lum(fg), lum(bg || [255, 255, 255])].sort((x, y) => y - x);
+    return (a + 0.05) / (b + 0.05);
+  });
+}
+
+async function rate(page, testid) {
+  const dd = page.getByTestId(testid);
+  return { now: Number(await dd.getAttribute('data-now')), total: Number(await dd.getAttribute('data-total')) };
+}
+
+test('the live panel shows the node and moves when a second user joins and sends', async (t) => {
+  let c; // Carol's page: the one watching the panel
+  let d; // Dave's page: the second user
+  let node;
+
+  await t.test('the panel shows the node id, its connections and the cluster', async () => {
+    const res = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(STEP) });
+    node = (await res.json()).node;
+    assert.ok(node, 'the node id from /healthz');
+    c = await openPage('carol');
+    await signIn(c, 'Carol');
+    await eventually(async () => (await c.getByTestId('live-node').textContent()) === node, `node id ${node} in the panel`);
+    await eventually(async () => Number(await c.getByTestId('live-connections').getAttribute('data-value')) >= 1, 'Carol counted');
+    assert.match(await c.getByTestId('live-summary').textContent(), /^\d+ connections?, \d+ rooms?, 1 node \(.+\)\.$/);
+    assert.deepEqual(await c.locator('[data-testid="live-nodes"] li').evaluateAll((els) => els.map((e) => e.dataset.node)), [node]);
+    assert.equal(await c.getByTestId('live-cluster').textContent(), 'memory adapter: one node');
+    assert.match(await c.getByTestId('live-transports').textContent(), /^websocket \d+ · polling \d+$/);
+  });
+
+  await t.test('accessible: a heading, labels, a polite summary, keyboard reachable', async () => {
+    const region = c.getByRole('region', { name: 'Live: this server' });
+    assert.equal(await region.count(), 1, 'the panel is a region named by its heading');
+    assert.equal(await c.getByRole('heading', { name: 'Live: this server' }).count(), 1);
+    const labels = await c.locator('#live-stats dt').allTextContents();
+    assert.deepEqual(labels, ['Node', 'Connections', 'Rooms on /', 'Events in', 'Events out', 'Cluster']);
+    assert.equal(await c.locator('#live-stats dd').count(), labels.length);
+    const summary = c.getByTestId('live-summary');
+    assert.equal(await summary.getAttribute('aria-live'), 'polite');
+    assert.equal(await c.locator('#live [aria-live]').count(), 1, 'one live region, not one per number');
+    assert.equal(await c.locator('#live svg[aria-hidden="true"]').count(), 2, 'the sparklines are hidden; their numbers are text');
+    // Keyboard: Tab reaches the summary (after the sidebar's controls), Enter folds and unfolds the panel.
+    const toggle = c.locator('#live-details > summary');
+    let tabs = 0;
+    await c.locator('#signout-btn').focus();
+    while (!(await toggle.evaluate((e) => e === document.activeElement)) && tabs++ < 20) await c.keyboard.press('Tab');
+    assert.ok(tabs < 20, 'the panel is reachable with Tab');
+    await c.keyboard.press('Enter');
+    assert.equal(await c.locator('#live-details').evaluate((e) => e.open), false, 'Enter folds the panel');
+    assert.match(await c.getByTestId('live-peek').textContent(), /conn/, 'folded, the summary still shows the count');
+    await c.keyboard.press('Enter');
+    assert.equal(await c.locator('#live-details').evaluate((e) => e.open), true, 'Enter unfolds it');
+  });
+
+  await t.test('its numbers move when Dave joins and sends', async () => {
+    // Start from a quiet window: the earlier tests' events leave the 10 s window.
+    await eventually(
+      async () => (await rate(c, 'live-events-in')).total === 0 && (await rate(c, 'live-events-out')).total === 0,
+      'a quiet 10 s window',
+      STEP,
+    );
+    const before = Number(await c.getByTestId('live-connections').getAttribute('data-value'));
+    d = await openPage('dave');
+    await signIn(d, 'Dave');
+    await joinRoom(d, 'lobby');
+    await typeAndSend(d, 'Hi from Dave');
+    await d.locator('[data-testid="message"][data-state="sent"]', { hasText: 'Hi from Dave' }).waitFor();
+    // Within a few refresh periods: the sampler ticks every second, the page asks every 2 s.
+    let last = '';
+    await eventually(
+      async () => {
+        const conns = Number(await c.getByTestId('live-connections').getAttribute('data-value'));
+        const ins = await rate(c, 'live-events-in');
+        const outs = await rate(c, 'live-events-out');
+        last = JSON.stringify({ before, conns, ins, outs });
+        return conns > before && ins.total > 0 && outs.total > 0;
+      },
+      'the panel to count Dave and his events',
+      4 * LIVE_REFRESH,
+    ).catch((err) => {
+      throw new Error(`${err.message}; ${last}`);
+    });
+    assert.match(await c.getByTestId('live-events-in').textContent(), /\d+\/s.*\d+ in \d+ s/);
+  });
+
+  await t.test('screenshots of the panel (light, dark, 390 px)', async () => {
+    fs.mkdirSync(TMP, { recursive: true });
+    await joinRoom(c, 'lobby');
+    await typeAndSend(d, 'Carol, the panel counts this one too');
+    await messages(c, 'lobby').filter({ hasText: 'the panel counts' }).waitFor();
+    await eventually(async () => (await rate(c, 'live-events-out')).total >= 2, 'the panel to show the new events', 4 * LIVE_REFRESH);
+    for (const sel of ['#live-title', '#live-stats dt', '#live-node', '.live-sub', '#live-summary', '.live-hint']) {
+      const ratio = await contrastOf(c, sel);
+      assert.ok(ratio >= 4.5, `light theme: ${sel} contrast ${ratio.toFixed(2)} < 4.5`);
+    }
+    await c.screenshot({ path: path.join(TMP, 'page-live.png') });
+
+    await c.emulateMedia({ colorScheme: 'dark' });
+    for (const sel of ['#live-title', '#live-stats dt', '#live-node', '.live-sub', '#live-summary', '.live-hint']) {
+      const ratio = await contrastOf(c, sel);
+      assert.ok(ratio >= 4.5, `dark theme: ${sel} contrast ${ratio.toFixed(2)} < 4.5`);
+    }
+    await c.screenshot({ path: path.join(TMP, 'page-live-dark.png') });
+    await c.emulateMedia({ colorScheme: 'light' });
+
+    await c.setViewportSize({ width: 390, height: 844 });
+    assert.equal(await c.locator('#live-details').evaluate((e) => e.open), true);
+    await c.locator('#live').scrollIntoViewIfNeeded();
+    const overflow = await c.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page scrolls sideways at 390 px by ${overflow} px`);
+    const box = await c.locator('#live').boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `the panel fits 390 px: ${JSON.stringify(box)}`);
+    await c.screenshot({ path: path.join(TMP, 'page-live-narrow.png'), fullPage: true });
+    await c.setViewportSize({ width: 1100, height: 720 });
+  });
+
+  await t.test('a page opened on a narrow screen starts with the panel folded', async () => {
+    const n = await openPage('narrow', { width: 390, height: 844 });
+    assert.equal(await n.locator('#live-details').evaluate((e) => e.open), false);
+    await n.context().close();
+  });
+
+  await t.test('no console errors', async () => {
+    await d.context().close();
+    await c.context().close();
     assert.deepEqual(consoleErrors, []);
   });
 });
