@@ -115,8 +115,10 @@ describe('socket.io-client 2.x (ALLOW_EIO3)', { concurrency: false }, () => {
       const s = await v2connected(srv.url, { transports: ['websocket'], query: { token: token('dave') }, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
       await v2ack(s, 'join-room', 'v2-re');
       const back = once(s, 'reconnect', 8000);
+      const again = once(s, 'connect', 8000); // "/" again, implicitly, once the new transport is open
       s.io.engine.close(); // the transport drops: the manager reconnects
       await back;
+      await again;
       assert.equal(s.connected, true);
       const j = await v2ack(s, 'join-room', 'v2-re');
       assert.equal(j.ok, true);

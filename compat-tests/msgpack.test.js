@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import msgpackParser from 'socket.io-msgpack-parser';
-import { describe, test, standardHooks, startServer, connect, client, ack, once, sleep, ROOT } from './helpers/index.js';
+import { describe, test, standardHooks, startServer, connect, client, ack, once, sleep, withTimeout, ROOT } from './helpers/index.js';
 import { joinOk, sendOk } from './helpers/room.js';
 import { startRedis } from './cluster/harness.js';
 
@@ -48,9 +48,10 @@ describe('msgpack parser', () => {
       await joinOk(alice, r);
       await joinOk(bob, r);
       for (const [from, to, text] of [[alice, bob, 'from msgpack'], [bob, alice, 'from json']]) {
-        const got = once(to, 'message', 5000);
+        // The sender gets its own message too: each side waits for this text, not for the next message.
+        const got = withTimeout(new Promise((resolve) => to.on('message', (m) => m.text === text && resolve(m))), 5000, text);
         await sendOk(from, r, text);
-        const [m] = await got;
+        const m = await got;
         assert.equal(m.text, text);
       }
       const p = await ack(bob, 'presence', r);
