@@ -537,7 +537,17 @@ for (const adapter of ['redis', 'redis-streams']) {
             return `${id} (from node${(s.sender % 3) + 1}, sent ${s.phase}${s.duplicate ? ', duplicate ack' : ''}) → members ${is.join(',')}`;
           }).join('; ');
         };
-        assert.equal(missing.length, 0, `acknowledged messages lost: ${new Set(missing.map(([id]) => id)).size} messages, ${missing.length} deliveries missing (by receiving node ${lostByNode.join('/')}), e.g. ${describeIds(missing)}`);
+        const lost = `acknowledged messages lost: ${new Set(missing.map(([id]) => id)).size} messages, ${missing.length} deliveries missing (by receiving node ${lostByNode.join('/')}), e.g. ${describeIds(missing)}`;
+        if (adapter === 'redis') {
+          // Pub/sub is at-most-once for a push in flight when the outage cuts a subscriber's connection (README,
+          // "Running a cluster"): PUBLISH counted it, the cut lost it. Only what was sent during the outage may be
+          // lost that way, and it is reported; anything sent before or after must arrive everywhere.
+          const outside = missing.filter(([id]) => sends.find((x) => x.clientId === id).phase !== 'outage');
+          if (missing.length) t.diagnostic(`lost with a cut subscription (pub/sub is at-most-once there): ${lost}`);
+          assert.equal(outside.length, 0, `${lost}; ${outside.length} of them sent outside the outage`);
+        } else {
+          assert.equal(missing.length, 0, lost);
+        }
         assert.equal(dups.length, 0, `messages delivered twice: ${dups.length}, e.g. ${describeIds(dups)}`);
         assert.deepEqual(phantom.slice(0, 5), [], 'only what was sent is delivered');
         assert.deepEqual(dishonest.map((s) => s.clientId).slice(0, 10), [], `refused 'unavailable' but delivered: ${dishonest.length}`);

@@ -1,7 +1,8 @@
 // The official Socket.IO Admin UI (@socket.io/admin-ui 0.5.1's built ui/dist, served from node_modules on its own
 // port) in Debian's Chromium against the real Switchboard binary with ADMIN_UI_PASSWORD_HASH: it logs in, lists this
 // server and the connected sockets with their rooms, disconnects one socket with its button (the real client is
-// disconnected), and against a two-node cluster on a real Redis shows both servers.
+// disconnected), and against a two-node cluster on a real Redis shows both servers. Views exercised: dashboard,
+// servers, sockets, rooms, clients, events and a socket's details (opened by the disconnect click).
 //
 // Screenshots: .tmp/admin-*.png, and docs/screenshots/admin-*.png (README).
 import { after, before, test } from 'node:test';
@@ -12,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import { chromium } from 'playwright-core';
-import { startServer, stopAll, connect, token, freePort, closeClients, once } from '../../compat-tests/helpers/index.js';
+import { startServer, stopAll, connect, ack, freePort, closeClients, once } from '../../compat-tests/helpers/index.js';
 import { joinOk } from '../../compat-tests/helpers/room.js';
 import { startRedis } from '../../compat-tests/cluster/harness.js';
 
@@ -116,6 +117,15 @@ test('the real Admin UI logs in, lists the server, the sockets and their rooms, 
   await page.getByText('lobby').first().waitFor();
   await page.getByText('ops-room').first().waitFor();
   await shot(page, 'rooms');
+
+  await page.goto(ui.url + '/#/clients/');
+  await page.getByText(alice.io.engine.id.slice(0, 12)).first().waitFor(); // the UI's clientId: 12 characters of the sid
+  await shot(page, 'clients');
+
+  await page.goto(ui.url + '/#/events/');
+  assert.equal((await ack(bob, 'presence', 'lobby')).ok, true);
+  await page.getByText('presence').first().waitFor(); // event_received, in development mode
+  await shot(page, 'events');
 
   // Disconnect alice with the button of her row: the real client gets "io server disconnect".
   await page.goto(ui.url + '/#/sockets/');
