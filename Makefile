@@ -91,7 +91,8 @@ FUZZ_TARGETS := \
 	./internal/engine/msgpackparser:FuzzDecode \
 	./internal/engine/eio:FuzzPollingPost ./internal/engine/eio:FuzzWebSocketFrames \
 	./internal/clientip:FuzzClientIP \
-	./adapter:FuzzRedisBroadcast ./adapter:FuzzRedisRequest ./adapter:FuzzRedisResponse ./adapter:FuzzStreamEntry
+	./adapter:FuzzRedisBroadcast ./adapter:FuzzRedisRequest ./adapter:FuzzRedisResponse ./adapter:FuzzStreamEntry \
+	./server:FuzzAPIBody
 # Go's fuzzing engine sometimes ends a run with a bare "context deadline exceeded" (no failing input) when the
 # time runs out while a worker is busy with a new input: that run is repeated once; a real failure writes its input.
 fuzz_once = $(GO) test $(GOFLAGS_TAGS) -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >.tmp/fuzz.log 2>&1

@@ -288,34 +288,86 @@ func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (message
 		return messageAck{}, sio.Errorf(sio.CodeBadRequest, "message needs roomId and text strings")
 	}
 	room, text := *in.RoomID, *in.Text
-	if !middleware.ValidRoomID(room) {
-		return messageAck{}, sio.Errorf(CodeInvalidRoom, "room ids are 1-128 characters of A-Z a-z 0-9 _ . : -")
-	}
-	if text == "" {
-		return messageAck{}, sio.Errorf(sio.CodeBadRequest, "text must not be empty")
-	}
-	if len(text) > r.cfg.MessageMaxBytes {
-		return messageAck{}, sio.Errorf(CodePayloadTooLarge, "text is over %d bytes", r.cfg.MessageMaxBytes)
-	}
-	var clientID string
-	if in.ClientID != nil {
-		clientID = *in.ClientID
-		if clientID == "" || utf8.RuneCountInString(clientID) > 64 {
-			return messageAck{}, sio.Errorf(sio.CodeBadRequest, "clientId must be 1-64 characters")
-		}
+	clientID, err := r.checkMessage(room, text, in.ClientID)
+	if err != nil {
+		return messageAck{}, err
 	}
 	if _, ok := rooms(c)[room]; !ok {
 		return messageAck{}, sio.Errorf(CodeNotInRoom, "join room %q before sending to it", room)
 	}
 	u := c.User()
+	return r.send(ctx, room, text, u.ID, u.Name, clientID)
+}
 
+// checkMessage applies the contract's rules to a message's room, text and
+// clientId (nil: none), and returns the clientId ("" for none).
+func (r *Rooms) checkMessage(room, text string, clientID *string) (string, error) {
+	if !middleware.ValidRoomID(room) {
+		return "", sio.Errorf(CodeInvalidRoom, "room ids are 1-128 characters of A-Z a-z 0-9 _ . : -")
+	}
+	if text == "" {
+		return "", sio.Errorf(sio.CodeBadRequest, "text must not be empty")
+	}
+	if len(text) > r.cfg.MessageMaxBytes {
+		return "", sio.Errorf(CodePayloadTooLarge, "text is over %d bytes", r.cfg.MessageMaxBytes)
+	}
+	if clientID == nil {
+		return "", nil
+	}
+	if *clientID == "" || utf8.RuneCountInString(*clientID) > 64 {
+		return "", sio.Errorf(sio.CodeBadRequest, "clientId must be 1-64 characters")
+	}
+	return *clientID, nil
+}
+
+// Post sends a message to room from the server side (the HTTP publish
+// API) as a client's message event would be broadcast: the same rules for
+// room, text (MESSAGE_MAX_BYTES: payload_too_large) and clientId (nil:
+// none), the same id, ts, order among the room's messages and clientId
+// de-duplication (keyed by userID), in the name of userID and name (no
+// membership needed; rooms named user:* are forbidden_room). It returns
+// what the message ack says: id, ts, and whether it was a duplicate.
+func (r *Rooms) Post(ctx context.Context, room, text, userID, name string, clientID *string) (id string, ts int64, duplicate bool, err error) {
+	cid, err := r.checkMessage(room, text, clientID)
+	if err != nil {
+		return "", 0, false, err
+	}
+	if middleware.ReservedRoom(room) {
+		return "", 0, false, sio.Errorf(CodeForbiddenRoom, "rooms named user:* are reserved")
+	}
+	if n := utf8.RuneCountInString(userID); n < 1 || n > 128 {
+		return "", 0, false, sio.Errorf(sio.CodeBadRequest, "userId must be 1-128 characters")
+	}
+	if utf8.RuneCountInString(name) > 128 {
+		return "", 0, false, sio.Errorf(sio.CodeBadRequest, "name must be at most 128 characters")
+	}
+	ack, err := r.send(ctx, room, text, userID, name, cid)
+	return ack.ID, ack.TS, ack.Duplicate, err
+}
+
+// Members is the presence of room as the presence ack gives it, from the
+// server side (the HTTP publish API): invalid_room and the user:*
+// reservation apply, no token claims.
+func (r *Rooms) Members(ctx context.Context, room string) ([]adapter.Member, error) {
+	if !middleware.ValidRoomID(room) {
+		return nil, sio.Errorf(CodeInvalidRoom, "room ids are 1-128 characters of A-Z a-z 0-9 _ . : -")
+	}
+	if middleware.ReservedRoom(room) {
+		return nil, sio.Errorf(CodeForbiddenRoom, "rooms named user:* are reserved")
+	}
+	return r.cfg.Presence.Members(ctx, room)
+}
+
+// send broadcasts an accepted message of user (userID, name) to room,
+// de-duplicated by clientID when it is not empty, in the room's order.
+func (r *Rooms) send(ctx context.Context, room, text, userID, name, clientID string) (messageAck, error) {
 	// One attempt at a time per clientId on this node: a retry that arrives
 	// over another connection while the first attempt is still in flight
 	// waits for its outcome rather than being answered "duplicate" for a
 	// message that may yet fail.
 	var key string
 	if clientID != "" {
-		key = u.ID + "\x00" + clientID
+		key = userID + "\x00" + clientID
 		done, err := r.holdKey(ctx, key)
 		if err != nil {
 			return messageAck{}, err
@@ -329,7 +381,7 @@ func (r *Rooms) message(ctx context.Context, c *sio.Conn, in MessageIn) (message
 	// runs meanwhile, outside any lock; nothing is shared between rooms.
 	l, p, acc := r.enterLine(room)
 	defer r.leaveLine(room, l, p)
-	msg := Message{RoomID: room, UserID: u.ID, Name: u.Name, Text: text, ClientID: clientID}
+	msg := Message{RoomID: room, UserID: userID, Name: name, Text: text, ClientID: clientID}
 	if key != "" && r.ns.OnceSupported() {
 		// The cluster claims and publishes in one step (sio.Once): a retry
 		// after a lost answer is a duplicate exactly when it was delivered.

@@ -73,6 +73,9 @@ type Config struct {
 	MetricsToken         string        // METRICS_TOKEN
 	MetricsAddr          string        // METRICS_ADDR
 	ProbesOnMetricsAddr  bool          // PROBES_ON_METRICS_ADDR
+	APIKey               string        // SERVER_API_KEY (empty: the HTTP publish API is off)
+	APIRate              float64       // SERVER_API_RATE (0: no limit)
+	APIMaxBody           int64         // SERVER_API_MAX_BODY
 
 	// The Admin UI's /admin namespace (@socket.io/admin-ui).
 	AdminPasswordHash string // ADMIN_UI_PASSWORD_HASH
@@ -224,6 +227,23 @@ func settings() []setting {
 		{"METRICS_TOKEN", "", "bearer token required by /metrics (empty: open)", str(func(c *Config) *string { return &c.MetricsToken })},
 		{"METRICS_ADDR", "", "serve /metrics on this separate address, e.g. 127.0.0.1:9090 (empty: on ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
 		{"PROBES_ON_METRICS_ADDR", "0", "with METRICS_ADDR, also serve /healthz and /readyz there (and not on ADDR)", boolean(func(c *Config) *bool { return &c.ProbesOnMetricsAddr })},
+		{"SERVER_API_KEY", "", "turns on the HTTP publish API under /api/v1/ (emit, room messages, presence, disconnect a user), which then requires Authorization: Bearer with this key (empty: off)", str(func(c *Config) *string { return &c.APIKey })},
+		{"SERVER_API_RATE", "100", "requests per second the HTTP publish API takes on this node, with a burst of as many (0: no limit; 429 with Retry-After beyond)", func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil && f < 0 {
+				err = errors.New("must not be negative")
+			}
+			c.APIRate = f
+			return err
+		}},
+		{"SERVER_API_MAX_BODY", "1048576", "max bytes of an HTTP publish API request body (413 beyond)", func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err == nil && n < 1 {
+				err = errors.New("must be positive")
+			}
+			c.APIMaxBody = n
+			return err
+		}},
 		{"ADMIN_UI_PASSWORD_HASH", "", "bcrypt hash of the Admin UI password (htpasswd -nbBC 10 '' pass | cut -c2-): turns on the /admin namespace of @socket.io/admin-ui (empty: off)", str(func(c *Config) *string { return &c.AdminPasswordHash })},
 		{"ADMIN_UI_USERNAME", "admin", "Admin UI user name", str(func(c *Config) *string { return &c.AdminUsername })},
 		{"ADMIN_UI_NO_AUTH", "0", "turn the Admin UI's /admin namespace on without authentication (development mode only: refused with JWT_SECRET or JWT_PUBLIC_KEY_FILE)", boolean(func(c *Config) *bool { return &c.AdminNoAuth })},

@@ -350,7 +350,8 @@ func (s *Server) MintToken(sub, name string, ttl time.Duration) (string, error) 
 }
 
 // Mount registers Switchboard's routes on mux: the Socket.IO endpoint,
-// /healthz, /readyz, /metrics, /auth/dev-token, /live.json and the demo page at /.
+// /healthz, /readyz, /metrics, /auth/dev-token, /live.json, the HTTP publish API
+// under /api/v1/ (with SERVER_API_KEY) and the demo page at /.
 // With METRICS_ADDR set, /metrics is not registered (Serve serves it on that
 // address; see MetricsHandler), nor are the probes with PROBES_ON_METRICS_ADDR.
 func (s *Server) Mount(mux *http.ServeMux) {
@@ -367,6 +368,7 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("GET /auth/dev-token", s.devToken)
 	mux.Handle("GET "+livePath, s.liveHandler(false)) // the demo page's live panel (live.go)
+	s.mountAPI(mux)                                   // the HTTP publish API with SERVER_API_KEY (api.go)
 	mux.Handle("/", http.FileServerFS(web.Files))
 }
 
