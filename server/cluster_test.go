@@ -41,17 +41,7 @@ func join(t *testing.T, n node, user, room string) *rawclient.Client {
 
 func nextNamed(t *testing.T, c *rawclient.Client, name string, d time.Duration) json.RawMessage {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		e, err := c.Next(ctx)
-		if err != nil {
-			t.Fatalf("no %q event within %v", name, d)
-		}
-		if e.Name == name {
-			return e.Args[0]
-		}
-	}
+	return nextEvent(t, c, name, d)[0]
 }
 
 func TestRoomMessagesCrossNodes(t *testing.T) {

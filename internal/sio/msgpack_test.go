@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -87,15 +86,7 @@ func (c *mpClient) next() sioparser.Packet {
 
 func startMsgpack(t *testing.T, setup func(s *sio.Server)) *httptest.Server {
 	t.Helper()
-	s := sio.NewServer(sio.Options{PingInterval: time.Second, PingTimeout: 2 * time.Second, Parser: sio.ParserMsgpack})
-	setup(s)
-	mux := http.NewServeMux()
-	mux.Handle(s.Path(), s.Handler())
-	ts := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		s.Close()
-		ts.Close()
-	})
+	ts, _, _ := startOpts(t, sio.Options{Parser: sio.ParserMsgpack}, setup)
 	return ts
 }
 
