@@ -88,10 +88,18 @@ describe('Admin UI protocol in a mixed Switchboard + Node cluster', () => {
     assert.equal((await gone)[0], 'io server disconnect');
   });
 
-  test('an admin socket on the instrumented Node server sees the Switchboard node too', async () => {
+  test('an admin socket on the instrumented Node server sees the Switchboard node and its sockets too', async () => {
+    const userOnSb = await connect(c.nodes[0].url, { user: 'bob', transports: ['websocket'] });
     const a = admin(nodeSrv.url, {});
-    const seen = await statsFrom(a, ['node-js', 'sb-1']);
-    assert.ok(seen.includes('sb-1'));
+    const stats = statsFrom(a, ['node-js', 'sb-1']);
+    const [all] = await once(a, 'all_sockets', 10000, { rejectOn: ['connect_error'] });
+    const ours = all.find((s) => s.id === userOnSb.id);
+    assert.ok(ours, `the Node server's all_sockets lacks the Switchboard socket: ${all.map((s) => s.id)}`);
+    assert.equal(ours.transport, 'websocket', 'transport from data._admin, as Node\'s instrument keeps it');
+    assert.equal(ours.clientId, userOnSb.io.engine.id.slice(0, 12));
+    assert.equal(ours.data.userId, 'bob', '_admin is not part of the data shown');
+    assert.equal(ours.data._admin, undefined);
+    assert.ok((await stats).includes('sb-1'));
   });
 
   test('wrong credentials are refused with the message the UI knows', async () => {

@@ -125,6 +125,9 @@ func (l *ownLocal) Fetch(opts BroadcastOpts) []SocketInfo {
 		rooms := c.roomsLocked(true)
 		n.mu.RUnlock()
 		data := c.plainSocketData()
+		if n.srv.instrument() != nil {
+			data = withAdminData(data, c)
+		}
 		ch := c.Handshake()
 		out = append(out, SocketInfo{
 			ID: c.id,

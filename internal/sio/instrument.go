@@ -136,6 +136,26 @@ func (c *client) OnUpgrade() {
 	}
 }
 
+// withAdminData adds what Node's admin instrument keeps in socket.data._admin
+// (its UI reads clientId and transport of another node's sockets there) to
+// a socket's data as other nodes get it, when it is a map (or nothing).
+func withAdminData(data any, c *Conn) any {
+	m, ok := data.(map[string]any)
+	if data != nil && !ok {
+		return data
+	}
+	out := make(map[string]any, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	id := c.ClientID()
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	out["_admin"] = map[string]any{"clientId": id, "transport": c.Transport()}
+	return out
+}
+
 // SocketData is the connection's data as other nodes and the Admin UI see
 // it: what SetData stored (plain), else its user.
 func (c *Conn) SocketData() any { return c.plainSocketData() }
