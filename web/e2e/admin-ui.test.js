@@ -4,7 +4,7 @@
 // disconnected), and against a two-node cluster on a real Redis shows both servers. Views exercised: dashboard,
 // servers, sockets, rooms, clients, events and a socket's details (opened by the disconnect click).
 //
-// Screenshots: .tmp/admin-*.png, and docs/screenshots/admin-*.png (README).
+// Screenshots: .tmp/admin-*.png, and docs/screenshots/admin-*.png (README) with UPDATE_SCREENSHOTS=1.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -20,7 +20,8 @@ import { startRedis } from '../../compat-tests/cluster/harness.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const UI_DIR = path.join(ROOT, 'node_modules', '@socket.io', 'admin-ui', 'ui', 'dist');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SHOTS = [path.join(ROOT, '.tmp'), path.join(ROOT, 'docs', 'screenshots')];
+// docs/screenshots (README's) are rewritten only when asked: UPDATE_SCREENSHOTS=1 npm run test:browser.
+const SHOTS = [path.join(ROOT, '.tmp'), ...(process.env.UPDATE_SCREENSHOTS ? [path.join(ROOT, 'docs', 'screenshots')] : [])];
 const STEP = 15_000;
 const PASSWORD = 'admin-ui-test-password';
 const HASH = bcrypt.hashSync(PASSWORD, 4);
