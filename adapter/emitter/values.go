@@ -11,9 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/switchboard/switchboard/internal/engine/sioparser"
 )
 
 // Arguments are first turned into the values a JavaScript program would
@@ -370,7 +371,7 @@ func appendJSON(b []byte, v any) []byte {
 	case bool:
 		return strconv.AppendBool(b, x)
 	case string:
-		return appendJSONString(b, x)
+		return sioparser.AppendString(b, x)
 	case int64:
 		return strconv.AppendInt(b, x, 10)
 	case uint64:
@@ -405,7 +406,7 @@ func appendJSON(b []byte, v any) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = sioparser.AppendString(b, k)
 			b = append(b, ':')
 			b = appendJSON(b, x.vals[i])
 		}
@@ -455,63 +456,13 @@ func appendISODate(b []byte, t time.Time) []byte {
 	return t.AppendFormat(b, "-01-02T15:04:05.000Z")
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString quotes s as JSON.stringify does: only '"', '\\' and
-// control characters are escaped (not <, >, &, U+2028 or U+2029, which
-// encoding/json escapes); invalid UTF-8 is written as \ufffd.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
 func appendStrings(b []byte, list []string) []byte {
 	b = append(b, '[')
 	for i, s := range list {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s)
+		b = sioparser.AppendString(b, s)
 	}
 	return append(b, ']')
 }
