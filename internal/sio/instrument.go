@@ -1,6 +1,7 @@
 package sio
 
 import (
+	"strings"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/engine/eio"
@@ -93,7 +94,7 @@ func (c *Conn) Handshake() ConnHandshake {
 	}
 	for k, v := range hs.Header {
 		if len(v) > 0 {
-			h.Headers[lowerASCII(k)] = v[0]
+			h.Headers[strings.ToLower(k)] = v[0] // Node's header names
 		}
 	}
 	for _, k := range [...]string{"authorization", "cookie"} { // credentials are not shown
@@ -110,16 +111,6 @@ func (c *Conn) Handshake() ConnHandshake {
 		}
 	}
 	return h
-}
-
-func lowerASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // OnUpgrade is the engine telling that the session moved to WebSocket.

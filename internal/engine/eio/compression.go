@@ -143,6 +143,18 @@ func acceptEncoding(values []string) httpEncoding {
 
 // compressPayload writes the polling payload of msgs, compressed with enc, to dst.
 func compressPayload(dst *bytes.Buffer, enc httpEncoding, msgs []*Message) {
+	compressTo(dst, enc, func(zw io.Writer) {
+		for i, m := range msgs {
+			if i > 0 {
+				_, _ = zw.Write(separator)
+			}
+			_, _ = zw.Write(m.polling()) // a bytes.Buffer does not fail
+		}
+	})
+}
+
+// compressTo writes what write writes, compressed with enc by a pooled writer, to dst.
+func compressTo(dst *bytes.Buffer, enc httpEncoding, write func(io.Writer)) {
 	pool := &gzipWriters
 	if enc == encDeflate {
 		pool = &zlibWriters
@@ -152,12 +164,7 @@ func compressPayload(dst *bytes.Buffer, enc httpEncoding, msgs []*Message) {
 		Reset(io.Writer)
 	})
 	zw.Reset(dst)
-	for i, m := range msgs {
-		if i > 0 {
-			_, _ = zw.Write(separator)
-		}
-		_, _ = zw.Write(m.polling()) // a bytes.Buffer does not fail
-	}
+	write(zw)
 	_ = zw.Close()
 	zw.Reset(io.Discard) // the pool must not keep dst
 	pool.Put(zw)

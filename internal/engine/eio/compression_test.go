@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -125,32 +124,18 @@ func TestPollingCompression(t *testing.T) {
 // ("" offers none); accepted is the server's Sec-WebSocket-Extensions answer (without values).
 func (e *env) dialDeflate(query, offer string) (c *wsClient, accepted string) {
 	e.t.Helper()
-	hdr := http.Header{}
-	d := ws.Dialer{
-		Timeout: wait,
-		OnHeader: func(key, value []byte) error {
-			hdr.Add(string(key), string(value))
-			return nil
-		},
-	}
+	var exts []httphead.Option
 	if offer != "" {
-		opts, ok := httphead.ParseOptions([]byte(offer), nil)
-		if !ok {
+		var ok bool
+		if exts, ok = httphead.ParseOptions([]byte(offer), nil); !ok {
 			e.t.Fatalf("bad offer %q", offer)
 		}
-		d.Extensions = opts
 	}
-	u := "ws" + strings.TrimPrefix(e.url(query), "http")
-	conn, br, hs, err := d.Dial(context.Background(), u)
+	c, err := e.dialWSOffering(query, exts)
 	if err != nil {
 		e.t.Fatalf("dial: %v", err)
 	}
-	e.t.Cleanup(func() { conn.Close() })
-	c = &wsClient{t: e.t, conn: conn, r: conn, hs: hs, hdr: hdr}
-	if br != nil {
-		c.r = br
-	}
-	for _, x := range hs.Extensions { // as "name; param; param", in the server's order
+	for _, x := range c.hs.Extensions { // as "name; param; param", in the server's order
 		accepted += string(x.Name)
 		x.Parameters.ForEach(func(k, _ []byte) bool { accepted += "; " + string(k); return true })
 	}

@@ -96,7 +96,7 @@ func (s *Socket) writePayload(w http.ResponseWriter, r *http.Request, msgs []*Me
 		if enc := acceptEncoding(r.Header.Values("Accept-Encoding")); enc != encIdentity {
 			z := scratchBufs.Get().(*bytes.Buffer)
 			defer putScratch(z)
-			compressBytes(z, enc, b)
+			compressTo(z, enc, func(w io.Writer) { _, _ = w.Write(b) })
 			h.Set("Content-Encoding", encodingNames[enc])
 			b = z.Bytes()
 		}
@@ -105,21 +105,4 @@ func (s *Socket) writePayload(w http.ResponseWriter, r *http.Request, msgs []*Me
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(b)
 	return err
-}
-
-// compressBytes writes p compressed with enc to dst.
-func compressBytes(dst *bytes.Buffer, enc httpEncoding, p []byte) {
-	pool := &gzipWriters
-	if enc == encDeflate {
-		pool = &zlibWriters
-	}
-	zw := pool.Get().(interface {
-		io.WriteCloser
-		Reset(io.Writer)
-	})
-	zw.Reset(dst)
-	_, _ = zw.Write(p)
-	_ = zw.Close()
-	zw.Reset(io.Discard)
-	pool.Put(zw)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
 
@@ -332,10 +333,14 @@ func (e *env) dialWS(query string) *wsClient {
 	return c
 }
 
-func (e *env) tryDialWS(query string) (*wsClient, error) {
+func (e *env) tryDialWS(query string) (*wsClient, error) { return e.dialWSOffering(query, nil) }
+
+// dialWSOffering dials with the extensions exts offered (permessage-deflate).
+func (e *env) dialWSOffering(query string, exts []httphead.Option) (*wsClient, error) {
 	hdr := http.Header{}
 	d := ws.Dialer{
-		Timeout: wait,
+		Extensions: exts,
+		Timeout:    wait,
 		OnHeader: func(key, value []byte) error {
 			hdr.Add(string(key), string(value))
 			return nil
